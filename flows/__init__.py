@@ -1,0 +1,1 @@
+"""Flows: orchestration of campaigns with Prefect; nothing is computed here."""

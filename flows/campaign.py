@@ -1,0 +1,187 @@
+"""The campaign flow: the story of a campaign, told with Prefect tasks; every computation is a DVC stage.
+
+prepare (validate, record, `dvc repro design@<campaign>` which builds data and base model) → baseline →
+loop (ask the proposer → record the decision → `dvc repro score@<trial>` → tell the study) → report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import optuna  # noqa: E402
+from prefect import flow, task  # noqa: E402
+
+from flows.dvc import ReproError, repro  # noqa: E402
+from stages.config import Params, derive_seed, trial_id  # noqa: E402
+from stages.layout import CampaignPaths  # noqa: E402
+from stages.lineage import code_revision, hash_path, library_versions  # noqa: E402
+from stages.records import record_failure, record_trial, stage_key, start_campaign  # noqa: E402
+from stages.report import BASELINE  # noqa: E402
+from stages.study import ask, enqueue_design, open_study  # noqa: E402
+
+ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
+
+
+def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except ReproError as err:
+        return err.transient
+    except Exception:
+        return False
+    return False
+
+
+@task(name="prepare")
+def prepare(params_file: str) -> tuple[CampaignPaths, Params, dict[str, Any]]:
+    """Validates and records the campaign, then builds its data, base model and design through DVC."""
+    paths, params = start_campaign(Path(params_file))
+    repro([f"design@{paths.name}", f"prepare_data@{paths.name}", f"base_model@{paths.name}"],
+          paths.dir / "logs" / "prepare.log")
+    lineage = {
+        "code": code_revision(),
+        "data_hash": hash_path(paths.data),
+        "base_model_hash": hash_path(paths.base_model),
+        "libraries": library_versions(),
+    }
+    return paths, params, lineage
+
+
+@task(name="run-trial", retries=2, retry_delay_seconds=2, retry_condition_fn=_is_transient)
+def run_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
+    """Runs a recorded trial's stages (train_lora → merge_lora → score) through DVC; returns its metrics."""
+    start = time.perf_counter()
+    key = stage_key(paths.name, trial)
+
+    def show(stage: str) -> None:
+        print(f"  {trial}  {stage} …", flush=True)
+
+    repro([f"score@{key}"], paths.dir / "logs" / f"{trial}.log", on_stage=show)
+    metrics = json.loads(paths.trial(trial).metrics.read_text())
+    metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
+    return metrics
+
+
+@task(name="report")
+def report(paths: CampaignPaths) -> dict[str, Any]:
+    """Aggregates the campaign through DVC's report stage."""
+    repro([f"report@{paths.name}"], paths.dir / "logs" / "report.log")
+    return json.loads((paths.report / "best.json").read_text())
+
+
+@flow(name="campaign")
+def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
+    """Runs (or resumes) the campaign declared in `params_file` and returns its best-trial summary."""
+    paths, params, lineage = prepare(params_file)
+    seeds = {
+        "sampler": derive_seed(params.campaign.seed, "sampler"),
+        "design": derive_seed(params.campaign.seed, "design"),
+        "train": derive_seed(params.campaign.seed, "train"),
+        "eval": derive_seed(params.campaign.seed, "eval"),
+    }
+    study = open_study(paths, params)
+    enqueue_design(study, json.loads(paths.design.read_text()))
+    progress = Progress(params)
+
+    if params.campaign.baseline:
+        record_trial(paths, BASELINE, params.baseline_values(), seeds)
+        progress.show(BASELINE, params.baseline_values(), _attempt(paths, BASELINE))
+
+    # A trial left running by a stopped process has its decision recorded: run it again, then tell.
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        _finish(study, paths, optuna.trial.Trial(study, frozen._trial_id), progress)
+
+    while len(study.get_trials(deepcopy=False, states=FINISHED)) < params.campaign.n_trials:
+        trial = ask(study, params)
+        tid = trial_id(trial.number)
+        for key, value in {"trial_id": tid, "seeds": seeds, **lineage}.items():
+            trial.set_user_attr(key, value)
+        record_trial(paths, tid, trial.params, seeds)
+        _finish(study, paths, trial, progress)
+
+    summary = report(paths)
+    progress.final(summary)
+    return summary
+
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+
+
+def _attempt(paths: CampaignPaths, trial: str) -> dict[str, Any]:
+    """Runs a trial; a trial that raises is recorded as failed with its reason and the campaign goes on."""
+    try:
+        return run_trial(paths, trial)
+    except ReproError as err:
+        lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]
+        reason = lines[-1] if lines else str(err).splitlines()[0]
+        record_failure(paths, trial, reason)
+        return {"state": "failed", "reason": reason, "score": None}
+
+
+def _finish(study: optuna.Study, paths: CampaignPaths, trial: optuna.trial.Trial, progress: Progress) -> None:
+    """Runs a recorded trial and tells the study its score, or that it failed and why."""
+    tid = trial_id(trial.number)
+    result = _attempt(paths, tid)
+    trial.set_user_attr("wall_seconds", result.get("wall_seconds"))
+    if result["state"] == "complete":
+        study.tell(trial, result["score"])
+    else:
+        trial.set_user_attr("fail_reason", result["reason"])
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    progress.show(tid, trial.params, result)
+
+
+class Progress:
+    """One line per finished trial: id, params, state, score, best so far."""
+
+    def __init__(self, params: Params) -> None:
+        self.maximize = params.eval.direction == "maximize"
+        self.best: tuple[float, str] | None = None
+        self.baseline: float | None = None
+
+    def show(self, trial: str, values: dict[str, Any], result: dict[str, Any]) -> None:
+        score = result.get("score")
+        if trial == BASELINE:
+            self.baseline = score
+        elif score is not None and (self.best is None or (score > self.best[0]) == self.maximize):
+            self.best = (score, trial)
+        shown = " ".join(f"{k}={_short(v)}" for k, v in values.items())
+        best = f"best={self.best[0]:.4f} ({self.best[1]})" if self.best else "best=-"
+        score_text = f"{score:.4f}" if score is not None else "-"
+        extra = f"  [{result.get('reason')}]" if result["state"] != "complete" else ""
+        wall = f"{result['wall_seconds']:.0f}s" if result.get("wall_seconds") else ""
+        print(f"{trial:>8}  {result['state']:<8} score={score_text}  {best}  {wall}  {shown}{extra}", flush=True)
+
+    def final(self, summary: dict[str, Any]) -> None:
+        best = summary.get("best")
+        print("\n" + "=" * 78)
+        print(f"campaign {summary['campaign']}: {summary['completed']} complete, {summary['failed']} failed")
+        print(f"objective: {summary['metric']} ({summary['direction']})")
+        if best:
+            print(f"best trial {best['trial']}: score {best['score']:.4f}   baseline (litgpt defaults): "
+                  f"{_short(summary['baseline_score'])}")
+            print("params: " + ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items()))
+            for kind, path in (summary.get("artefacts") or {}).items():
+                print(f"  {kind:<8} {path}")
+        print(f"report: campaigns/{summary['campaign']}/report/ (trials.csv, best.json, history.png)")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    import sys
+
+    campaign(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")

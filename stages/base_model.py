@@ -1,0 +1,209 @@
+"""base_model: build the default tiny base model, or check the user's litgpt checkpoint.
+
+The default model is a 2-layer Llama-style litgpt `GPT` with a byte-level BPE tokenizer trained on the
+project's corpus. It is given real competence by a short, deterministic pretraining run of `litgpt finetune_full`
+on that corpus, so that LoRA adapts a model of the language rather than noise. With `model.checkpoint_dir` set,
+the stage only checks that the folder is a complete litgpt checkpoint and records where it is and its hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from stages.config import ModelSection, TinyModel
+from stages.layout import CampaignPaths
+from stages.lineage import hash_path
+from stages.litgpt_cli import run_litgpt
+
+POINTER = "checkpoint.json"
+REQUIRED_FILES = ("lit_model.pth", "model_config.yaml", "tokenizer_config.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that litgpt cannot load; the message names the folder and the missing files."""
+
+
+def check_checkpoint(checkpoint_dir: Path) -> None:
+    """Checks that `checkpoint_dir` holds a litgpt checkpoint (weights, config, tokenizer files).
+
+    Raises:
+        CheckpointError: naming the folder and every missing file.
+    """
+    if not checkpoint_dir.is_dir():
+        raise CheckpointError(f"model.checkpoint_dir: {checkpoint_dir} is not a folder; expected a litgpt checkpoint")
+    missing = [f for f in REQUIRED_FILES if not (checkpoint_dir / f).is_file()]
+    if not any((checkpoint_dir / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
+        missing.append("tokenizer.json or tokenizer.model")
+    if missing:
+        raise CheckpointError(f"model.checkpoint_dir: {checkpoint_dir} is missing {', '.join(missing)}")
+
+
+def resolve_checkpoint(base_model_dir: Path) -> Path:
+    """The checkpoint folder a campaign's base_model stage produced (the tiny model, or the user's folder)."""
+    pointer = base_model_dir / POINTER
+    if pointer.is_file():
+        return Path(json.loads(pointer.read_text())["checkpoint_dir"])
+    return base_model_dir
+
+
+def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: int) -> dict:
+    """Builds the tiny model into `out_dir`, or records the user's checkpoint there.
+
+    Args:
+        model: the campaign's model section.
+        corpus: text file (one sentence a line) to train the tokenizer and pretrain on; tiny model only.
+        out_dir: the stage's output folder.
+        seed: seed of the weights' initialisation and the pretraining data order (`model.tiny.seed`).
+
+    Returns:
+        A summary (checkpoint folder, and the pretraining validation loss for the tiny model).
+    """
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    if model.checkpoint_dir is not None:
+        check_checkpoint(model.checkpoint_dir)
+        record = {"checkpoint_dir": str(model.checkpoint_dir.resolve()), "hash": hash_path(model.checkpoint_dir)}
+        (out_dir / POINTER).write_text(json.dumps(record, indent=2) + "\n")
+        return record
+    if corpus is None or not corpus.is_file():
+        raise CheckpointError(f"data.corpus: {corpus} not found; the tiny base model needs a text corpus")
+    lines = [s for s in corpus.read_text().splitlines() if s.strip()]
+    build_tiny(model.tiny, lines, out_dir, seed)
+    val_loss = pretrain(model.tiny, lines, out_dir, seed)
+    return {"checkpoint_dir": str(out_dir), "pretrain_val_loss": val_loss}
+
+
+def build_tiny(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> None:
+    """Trains the BPE tokenizer and writes a randomly initialised litgpt checkpoint."""
+    import torch
+    from litgpt import Config
+    from litgpt.model import GPT
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=tiny.vocab_size,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(lines + ["Text: Topic:"], trainer=trainer)
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    tokenizer_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "add_bos_token": True,
+    }
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+
+    config = Config(
+        name="tiny-llama-style",
+        block_size=tiny.block_size,
+        vocab_size=tokenizer.get_vocab_size(),
+        padded_vocab_size=tokenizer.get_vocab_size(),
+        n_layer=tiny.n_layer,
+        n_head=tiny.n_head,
+        n_query_groups=tiny.n_head,
+        n_embd=tiny.n_embd,
+        rotary_percentage=1.0,
+        parallel_residual=False,
+        bias=False,
+        norm_class_name="RMSNorm",
+        mlp_class_name="LLaMAMLP",
+        intermediate_size=tiny.intermediate_size,
+    )
+    (out_dir / "model_config.yaml").write_text(yaml.safe_dump(asdict(config)))
+    torch.manual_seed(seed)
+    torch.save(GPT(config).state_dict(), out_dir / "lit_model.pth")
+
+
+def pretrain(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> float:
+    """Pretrains the checkpoint in `out_dir` in place with `litgpt finetune_full`; returns the final val loss."""
+    import torch
+
+    rng = random.Random(seed)
+    lines = list(lines)
+    rng.shuffle(lines)
+    n_val = max(1, len(lines) // 50)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "data").mkdir()
+        for name, part in (("val.json", lines[:n_val]), ("train.json", lines[n_val:])):
+            rows = [{"instruction": "", "input": "", "output": s} for s in part]
+            (work / "data" / name).write_text(json.dumps(rows))
+        config = {
+            "checkpoint_dir": str(out_dir.resolve()),
+            "out_dir": str(work / "out"),
+            "precision": "32-true",
+            "data": {
+                "class_path": "litgpt.data.JSON",
+                "init_args": {
+                    "json_path": str(work / "data"),
+                    "mask_prompt": False,
+                    "prompt_style": {"class_path": "litgpt.prompts.Default"},
+                    "num_workers": 0,
+                    "seed": seed,
+                },
+            },
+            "train": {
+                "global_batch_size": tiny.pretrain_batch_size,
+                "micro_batch_size": tiny.pretrain_batch_size,
+                "max_steps": tiny.pretrain_steps,
+                "epochs": 1000,
+                "lr_warmup_steps": max(1, tiny.pretrain_steps // 20),
+                "max_seq_length": tiny.block_size,
+                "save_interval": None,
+                "log_interval": 10,
+            },
+            "eval": {"interval": 10**9, "max_iters": 20, "initial_validation": False, "final_validation": True},
+            "optimizer": {
+                "class_path": "torch.optim.AdamW",
+                "init_args": {"lr": tiny.pretrain_learning_rate, "weight_decay": 0.0},
+            },
+            "logger_name": "csv",
+            "seed": seed,
+        }
+        run_litgpt("finetune_full", config, work / "finetune_full.yaml")
+        final = work / "out" / "final"
+        state = torch.load(final / "lit_model.pth", map_location="cpu")
+        torch.save(state.get("model", state), out_dir / "lit_model.pth")
+        metrics = _last_val_loss(work / "out")
+        shutil.copy(work / "finetune_full.yaml", out_dir / "pretrain.yaml")
+    return metrics
+
+
+def _last_val_loss(out: Path) -> float:
+    import csv
+
+    values = []
+    for path in sorted(out.glob("logs/**/metrics.csv")):
+        with path.open() as f:
+            values += [float(r["val_loss"]) for r in csv.DictReader(f) if r.get("val_loss")]
+    return values[-1] if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build the tiny base model or check a litgpt checkpoint.")
+    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
+    args = parser.parse_args()
+    paths = CampaignPaths(args.campaign)
+    params = paths.load()
+    summary = base_model(params.model, params.data.corpus, paths.base_model, params.model.tiny.seed)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""params.yaml -> typed, validated, frozen objects; the one place that knows the schema.
+
+Every section of a params file maps to one model here. Loading fails with a single `ParamsError` that names the
+file, the key, the value and what was expected, before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stages.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
+
+# litgpt's own defaults for `litgpt finetune_lora` (litgpt/finetune/lora.py:setup, torch.optim.AdamW): the
+# baseline trial uses them, and tests/test_config.py checks they still match the installed litgpt.
+LITGPT_LORA_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "weight_decay": 0.01,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.05,
+    "global_batch_size": 16,
+}
+
+SAMPLERS = ("tpe", "gp", "skopt", "random", "qmc")
+TUNABLE = (
+    "learning_rate",
+    "weight_decay",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "gradient_accumulation",
+    "max_steps",
+    "lr_warmup_steps",
+)
+
+
+class ParamsError(ValueError):
+    """A params file that does not hold a valid campaign; the message names file, key, value and expectation."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CampaignSection(_Section):
+    """Who the campaign is and how it searches."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$", description="folder name under campaigns/")
+    seed: int = Field(ge=0, lt=2**31)
+    n_trials: int = Field(ge=1, description="proposed trials in all, design points included")
+    n_init: int = Field(ge=0, description="Latin-hypercube design points, run first")
+    sampler: Literal["tpe", "gp", "skopt", "random", "qmc"] = "tpe"
+    acquisition: Literal["EI", "PI", "LCB", "gp_hedge"] = "EI"
+    baseline: bool = True
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> CampaignSection:
+        if self.n_init > self.n_trials:
+            raise ValueError(f"n_init ({self.n_init}) must be <= n_trials ({self.n_trials})")
+        return self
+
+
+class DataSection(_Section):
+    """Where the task's examples come from and how they are split."""
+
+    path: Path = Field(description="JSON list or JSONL of {instruction, output[, choices]} records")
+    task_name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    n_val: int = Field(ge=1)
+    n_eval: int = Field(ge=1)
+    split_seed: int = Field(default=0, ge=0)
+    corpus: Path | None = Field(default=None, description="plain-text corpus that pretrains the tiny base model")
+
+
+class TinyModel(_Section):
+    """The default base model, built and pretrained locally."""
+
+    n_layer: int = Field(default=2, ge=1)
+    n_head: int = Field(default=4, ge=1)
+    n_embd: int = Field(default=64, ge=8)
+    intermediate_size: int = Field(default=176, ge=8)
+    vocab_size: int = Field(default=384, ge=64)
+    block_size: int = Field(default=64, ge=16)
+    pretrain_steps: int = Field(default=300, ge=1)
+    pretrain_batch_size: int = Field(default=32, ge=1)
+    pretrain_learning_rate: float = Field(default=3e-3, gt=0)
+    seed: int = Field(default=0, ge=0, description="fixed apart from the campaign seed, so campaigns share a model")
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> TinyModel:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class ModelSection(_Section):
+    """The base model: a litgpt checkpoint folder, or the tiny default built by the base_model stage."""
+
+    checkpoint_dir: Path | None = None
+    tiny: TinyModel = TinyModel()
+
+
+class TrainSection(_Section):
+    """Fixed LoRA training settings; any of the TUNABLE ones may be overridden per trial by the space."""
+
+    learning_rate: float = Field(default=LITGPT_LORA_DEFAULTS["learning_rate"], gt=0)
+    weight_decay: float = Field(default=LITGPT_LORA_DEFAULTS["weight_decay"], ge=0)
+    lora_r: int = Field(default=LITGPT_LORA_DEFAULTS["lora_r"], ge=1)
+    lora_alpha: int = Field(default=LITGPT_LORA_DEFAULTS["lora_alpha"], ge=1)
+    lora_dropout: float = Field(default=LITGPT_LORA_DEFAULTS["lora_dropout"], ge=0, le=1)
+    gradient_accumulation: int = Field(default=1, ge=1)
+    micro_batch_size: int = Field(default=4, ge=1)
+    max_steps: int = Field(default=30, ge=1, description="optimizer steps")
+    lr_warmup_steps: int = Field(default=3, ge=0)
+    max_seq_length: int | None = Field(default=None, ge=8)
+    mask_prompt: bool = True
+    prompt_style: str = Field(default="litgpt.prompts.Default", description="a litgpt prompt-style name or class path")
+    precision: str = "32-true"
+    eval_interval: int = Field(default=10, ge=1, description="validation loss every N optimizer steps")
+    lora_query: bool = True
+    lora_key: bool = False
+    lora_value: bool = True
+    lora_projection: bool = False
+    lora_mlp: bool = False
+    lora_head: bool = False
+
+
+class EvalSection(_Section):
+    """The objective: lm-eval tasks, the metric to optimise and how to compute it."""
+
+    tasks: list[str] = Field(min_length=1)
+    metric: str = "acc"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    limit: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    num_fewshot: int = Field(default=0, ge=0)
+    task_dir: Path | None = Field(default=None, description="extra lm-eval task folder; the data stage's by default")
+    include_default_tasks: bool = Field(default=False, description="index lm-eval's built-in tasks (mmlu, hellaswag)")
+
+
+class Params(_Section):
+    """A whole campaign declaration."""
+
+    campaign: CampaignSection
+    space: dict[str, Dimension] = Field(min_length=1)
+    data: DataSection
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    eval: EvalSection
+
+    @field_validator("space")
+    @classmethod
+    def _check_names(cls, space: dict[str, Any]) -> dict[str, Any]:
+        for name in space:
+            if name not in TUNABLE:
+                raise ValueError(f"unknown hyperparameter {name!r}; expected one of {', '.join(TUNABLE)}")
+        return space
+
+    @model_validator(mode="after")
+    def _check_model_source(self) -> Params:
+        if self.model.checkpoint_dir is None and self.data.corpus is None:
+            raise ValueError("data.corpus: missing; the tiny base model (model.checkpoint_dir: null) needs a corpus")
+        return self
+
+    @model_validator(mode="after")
+    def _check_space_fits_train(self) -> Params:
+        # Each end of every dimension must be a valid training setting (an int field needs an int dimension).
+        for name, dim in self.space.items():
+            if isinstance(dim, FloatDimension) and TrainSection.model_fields[name].annotation is int:
+                raise ValueError(f"space.{name}: {name} is an integer setting; expected type: int")
+            values = dim.choices if isinstance(dim, CategoricalDimension) else [dim.low, dim.high]
+            for value in values:
+                try:
+                    self.trial_train({name: value})
+                except ValidationError as err:
+                    msg = err.errors()[0]["msg"]
+                    raise ValueError(f"space.{name}: value {value!r} is not a valid {name}: {msg}") from None
+        return self
+
+    def trial_train(self, values: dict[str, Any]) -> TrainSection:
+        """The training settings of one trial: the fixed ones with the trial's values applied."""
+        return TrainSection.model_validate({**self.train.model_dump(), **values})
+
+    def baseline_values(self) -> dict[str, Any]:
+        """The searched hyperparameters at litgpt's defaults (global batch 16), for the baseline trial."""
+        values: dict[str, Any] = {}
+        for name in self.space:
+            if name == "gradient_accumulation":
+                values[name] = max(1, LITGPT_LORA_DEFAULTS["global_batch_size"] // self.train.micro_batch_size)
+            elif name in LITGPT_LORA_DEFAULTS:
+                values[name] = LITGPT_LORA_DEFAULTS[name]
+            else:
+                values[name] = getattr(self.train, name)
+        return values
+
+
+def load_params(path: str | Path) -> Params:
+    """Loads and validates a params file.
+
+    Args:
+        path: a YAML file with the sections campaign, space, data, model, train, eval.
+
+    Returns:
+        The validated, frozen campaign declaration.
+
+    Raises:
+        ParamsError: on a missing file, bad YAML or the first invalid value, naming its key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found; expected a params YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(f"{path}: {describe_error(err, raw)}") from None
+
+
+def describe_error(err: ValidationError, raw: Any) -> str:
+    """One line for the first validation error: the dotted key, the value found and what was expected."""
+    e = err.errors()[0]
+    # Drop pydantic's union tags (the dimension type) so the key reads like the YAML path.
+    loc = [str(p) for p in e["loc"]]
+    loc = [p for i, p in enumerate(loc) if not (i == 2 and loc[0] == "space" and p in ("float", "int", "categorical"))]
+    key = ".".join(loc) or "(top level)"
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] == "missing":
+        return f"{key}: missing; expected a value"
+    if e["type"] == "extra_forbidden":
+        return f"{key}: unknown key; expected none of that name here"
+    value = e.get("input")
+    if isinstance(value, dict | list) and loc:
+        return f"{key}: {msg}"
+    return f"{key}: got {value!r}; expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
+
+
+def derive_seed(seed: int, *names: object) -> int:
+    """A seed for one purpose (sampler, design, train, eval of trial N) derived from the campaign seed."""
+    digest = hashlib.sha256(":".join(str(x) for x in (seed, *names)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
+
+
+def trial_id(number: int) -> str:
+    """The folder and stage key of the Optuna trial `number`: t000, t001, …"""
+    return f"t{number:03d}"
+
+
+__all__ = [
+    "CategoricalDimension",
+    "FloatDimension",
+    "IntDimension",
+    "Params",
+    "ParamsError",
+    "derive_seed",
+    "load_params",
+    "trial_id",
+]

@@ -1,0 +1,107 @@
+"""Where a campaign keeps its record: the one place that knows the folder layout under `campaigns/`.
+
+```
+campaigns/registry.yaml           campaigns and trials that dvc.yaml's `foreach` expands into stages
+campaigns/<name>/params.yaml      the validated campaign declaration, frozen when the campaign starts
+campaigns/<name>/trials.yaml      the decisions: each trial's hyperparameters and seeds, written before it runs
+campaigns/<name>/failures.yaml    trials that raised, with their reason (they have no DVC stages)
+campaigns/<name>/study.journal    the Optuna study (JournalStorage)
+campaigns/<name>/data/            train/val/eval splits and the lm-eval task folder (prepare_data)
+campaigns/<name>/base_model/      the base checkpoint, or a pointer to the user's (base_model)
+campaigns/<name>/design.json      the Latin-hypercube points (design)
+campaigns/<name>/trials/<id>/     adapter/, merged/, train.json, loss.csv, metrics.json
+campaigns/<name>/report/          trials.csv, best.json, history.png (report)
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.config import Params, load_params
+
+CAMPAIGNS_DIR = Path("campaigns")
+REGISTRY = CAMPAIGNS_DIR / "registry.yaml"
+
+
+@dataclass(frozen=True)
+class CampaignPaths:
+    """Paths of one campaign's record, relative to the workspace root (where dvc.yaml lives)."""
+
+    name: str
+    root: Path = Path(".")
+
+    @property
+    def dir(self) -> Path:
+        return self.root / CAMPAIGNS_DIR / self.name
+
+    @property
+    def params(self) -> Path:
+        return self.dir / "params.yaml"
+
+    @property
+    def trials(self) -> Path:
+        return self.dir / "trials.yaml"
+
+    @property
+    def failures(self) -> Path:
+        return self.dir / "failures.yaml"
+
+    @property
+    def journal(self) -> Path:
+        return self.dir / "study.journal"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def tasks(self) -> Path:
+        return self.data / "tasks"
+
+    @property
+    def base_model(self) -> Path:
+        return self.dir / "base_model"
+
+    @property
+    def design(self) -> Path:
+        return self.dir / "design.json"
+
+    @property
+    def report(self) -> Path:
+        return self.dir / "report"
+
+    def trial(self, trial: str) -> TrialPaths:
+        return TrialPaths(self.dir / "trials" / trial)
+
+    def load(self) -> Params:
+        """The campaign's frozen params."""
+        return load_params(self.params)
+
+
+@dataclass(frozen=True)
+class TrialPaths:
+    """Paths of one trial's artefacts."""
+
+    dir: Path
+
+    @property
+    def adapter(self) -> Path:
+        return self.dir / "adapter"
+
+    @property
+    def merged(self) -> Path:
+        return self.dir / "merged"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.dir / "train.json"
+
+    @property
+    def loss_curve(self) -> Path:
+        return self.dir / "loss.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.dir / "metrics.json"

@@ -1,0 +1,48 @@
+"""Lineage: what a trial's result depends on, recorded so it can be traced and rebuilt.
+
+Content hashes, the code revision and library versions; the flow stores them as Optuna user attributes and
+in each trial's record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+LIBRARIES = ("torch", "litgpt", "lightning", "lm_eval", "optuna", "dvc", "prefect", "scikit-optimize", "transformers")
+
+
+def hash_path(path: Path) -> str:
+    """A sha256 over a file, or over every file of a folder (relative names and contents, in sorted order)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def code_revision(root: Path = Path(".")) -> dict[str, object]:
+    """The git commit of the workspace and whether tracked code differs from it."""
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or None
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "stages", "flows", "pyproject.toml"))
+    return {"commit": commit, "dirty": dirty}
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a result depends on."""
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

@@ -1,0 +1,59 @@
+"""merge_lora: merge a trial's LoRA adapter into its base model, as a separate, complete litgpt checkpoint.
+
+Uses litgpt's own `merge_lora` on a copy of the adapter folder, then drops the LoRA weights from the copy, so
+`merged/` is a plain checkpoint that `litgpt generate`, `litgpt evaluate` or the score stage load as they are.
+A trial whose training failed has nothing worth merging: the stage writes only a note saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from stages.base_model import resolve_checkpoint
+from stages.layout import CampaignPaths
+
+
+def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:
+    """Writes the merged checkpoint of `adapter_dir` over `base_checkpoint` into `out_dir`.
+
+    Args:
+        adapter_dir: the train_lora stage's adapter folder (`lit_model.pth.lora` and config files).
+        base_checkpoint: the base litgpt checkpoint the adapter was trained on.
+        out_dir: the merged checkpoint folder to write (replaced if present).
+
+    Returns:
+        The path of the merged weights.
+    """
+    from litgpt.scripts.merge_lora import merge_lora as litgpt_merge_lora
+
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(adapter_dir, out_dir)
+    litgpt_merge_lora(checkpoint_dir=out_dir, pretrained_checkpoint_dir=base_checkpoint)
+    (out_dir / "lit_model.pth.lora").unlink()
+    return out_dir / "lit_model.pth"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Merge one trial's LoRA adapter into its base model.")
+    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
+    parser.add_argument("--trial", required=True, help="trial id in campaigns/<name>/trials.yaml, e.g. t003")
+    args = parser.parse_args()
+    paths = CampaignPaths(args.campaign)
+    trial = paths.trial(args.trial)
+    trained = json.loads(trial.train_metrics.read_text())
+    if trained["state"] != "complete":
+        if trial.merged.exists():
+            shutil.rmtree(trial.merged)
+        trial.merged.mkdir(parents=True)
+        (trial.merged / "NOT_MERGED.json").write_text(json.dumps(trained, indent=2) + "\n")
+        print(f"not merged: {trained['reason']}")
+        return
+    print(merge_lora(trial.adapter, resolve_checkpoint(paths.base_model), trial.merged))
+
+
+if __name__ == "__main__":
+    main()

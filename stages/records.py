@@ -1,0 +1,118 @@
+"""The campaign's decision records: the files dvc.yaml reads to know which trials exist and what they are.
+
+`campaigns/<name>/trials.yaml` maps each trial id to its hyperparameters and seeds; it is written before the
+trial runs (decisions are data), and each trial's stages depend on exactly their own entry. The workspace
+registry `campaigns/registry.yaml` lists campaigns and trials for dvc.yaml's `foreach`. Writes are atomic
+(write a temporary file, then rename), so a crash never leaves a torn record.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.config import Params, ParamsError, load_params
+from stages.layout import REGISTRY, CampaignPaths
+
+
+def read_yaml(path: Path, default: Any) -> Any:
+    """A YAML file's content, or `default` when the file does not exist or is empty."""
+    if not path.is_file():
+        return default
+    content = yaml.safe_load(path.read_text())
+    return default if content is None else content
+
+
+def write_yaml(path: Path, content: Any) -> None:
+    """Writes YAML atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(content, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def read_trials(paths: CampaignPaths) -> dict[str, dict[str, Any]]:
+    """All recorded trials of a campaign: id -> {params, seeds}."""
+    return read_yaml(paths.trials, {})
+
+
+def read_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
+    """One recorded trial; raises KeyError naming the file when it is not recorded."""
+    trials = read_trials(paths)
+    if trial not in trials:
+        raise KeyError(f"{paths.trials}: no trial {trial!r}; recorded: {', '.join(sorted(trials)) or 'none'}")
+    return trials[trial]
+
+
+def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds: dict[str, int]) -> None:
+    """Writes a trial's decision and registers its stages for DVC."""
+    trials = read_trials(paths)
+    trials[trial] = {"params": params, "seeds": seeds}
+    write_yaml(paths.trials, trials)
+    registry = read_registry(paths.root)
+    registry["trials"][stage_key(paths.name, trial)] = {"campaign": paths.name, "trial": trial}
+    write_yaml(paths.root / REGISTRY, registry)
+
+
+def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
+    """Records a trial that raised and withdraws its stages from DVC (they have no outputs to track)."""
+    failures = read_yaml(paths.failures, {})
+    failures[trial] = reason
+    write_yaml(paths.failures, failures)
+    registry = read_registry(paths.root)
+    registry["trials"].pop(stage_key(paths.name, trial), None)
+    write_yaml(paths.root / REGISTRY, registry)
+
+
+def register_campaign(paths: CampaignPaths, params: Params) -> None:
+    """Adds the campaign's own stages (prepare_data, base_model, design, report) to the registry, with the
+    files outside the campaign folder that they read (the data file; the corpus or the user's checkpoint)."""
+    registry = read_registry(paths.root)
+    model_source = params.model.checkpoint_dir or params.data.corpus
+    registry["campaigns"][paths.name] = {"data": str(params.data.path), "model_source": str(model_source)}
+    write_yaml(paths.root / REGISTRY, registry)
+
+
+def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
+    """The workspace registry with both sections present."""
+    registry = read_yaml(root / REGISTRY, {})
+    return {"campaigns": registry.get("campaigns") or {}, "trials": registry.get("trials") or {}}
+
+
+def stage_key(campaign: str, trial: str) -> str:
+    """The `foreach` key of a trial's stages: `train_lora@<campaign>-<trial>`."""
+    return f"{campaign}-{trial}"
+
+
+def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignPaths, Params]:
+    """Validates a params file and creates (or reopens) its campaign's record.
+
+    The validated declaration is frozen as `campaigns/<name>/params.yaml`. Reopening a campaign with a different
+    declaration is refused: its recorded trials would no longer mean what they say.
+
+    Raises:
+        ParamsError: for an invalid params file, or one that changes an existing campaign.
+    """
+    params = load_params(params_file)
+    paths = CampaignPaths(params.campaign.name, root)
+    frozen = params.model_dump(mode="json")
+    if paths.params.is_file():
+        existing = read_yaml(paths.params, {})
+        if existing != frozen:
+            changed = sorted(k for k in frozen if frozen.get(k) != existing.get(k))
+            raise ParamsError(
+                f"{params_file}: campaign {paths.name!r} already exists with different settings "
+                f"(sections {', '.join(changed)}); expected the same declaration to resume it, "
+                "or a new campaign.name"
+            )
+    write_yaml(paths.params, frozen)
+    for path in (paths.trials, paths.failures):
+        if not path.is_file():
+            write_yaml(path, {})
+    register_campaign(paths, params)
+    return paths, params

@@ -1,0 +1,144 @@
+"""report: aggregate a campaign's trials into a table, the best trial and an optimisation-history plot.
+
+Reads only what DVC tracks (the decision records and each trial's metrics), so `dvc repro` rebuilds the same
+report. `trials.csv` is deterministic for a seed on CPU (costs are counted in tokens there); wall times, which
+vary from run to run, go to `timings.csv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stages.layout import CampaignPaths
+from stages.records import read_trials, read_yaml
+
+BASELINE = "baseline"
+
+
+def collect(paths: CampaignPaths) -> pd.DataFrame:
+    """One row per recorded trial: id, state, score, hyperparameters, cost, reason."""
+    failures = read_yaml(paths.failures, {})
+    rows = []
+    for trial, record in sorted(read_trials(paths).items()):
+        out = paths.trial(trial)
+        trained = _read_json(out.train_metrics)
+        scored = _read_json(out.metrics)
+        if trial in failures:
+            state, reason = "failed", failures[trial]
+        elif scored is None:
+            state, reason = "running", None
+        else:
+            state, reason = scored["state"], scored.get("reason")
+        rows.append(
+            {
+                "trial": trial,
+                "baseline": trial == BASELINE,
+                "state": state,
+                "score": scored.get("score") if scored else None,
+                **{f"params.{k}": v for k, v in record["params"].items()},
+                "train_tokens": trained.get("tokens") if trained else None,
+                "val_loss": trained.get("val_loss") if trained else None,
+                "reason": reason,
+                "wall_seconds": trained.get("wall_seconds") if trained else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def best_trial(table: pd.DataFrame, direction: str) -> dict[str, Any] | None:
+    """The best complete searched trial (the baseline is not a candidate)."""
+    done = table[(table["state"] == "complete") & ~table["baseline"] & table["score"].notna()]
+    if done.empty:
+        return None
+    row = done.loc[done["score"].idxmax() if direction == "maximize" else done["score"].idxmin()]
+    return {
+        "trial": row["trial"],
+        "score": float(row["score"]),
+        "params": {k.removeprefix("params."): _plain(v) for k, v in row.items() if k.startswith("params.")},
+    }
+
+
+def report(paths: CampaignPaths) -> dict[str, Any]:
+    """Writes `report/trials.csv`, `timings.csv`, `best.json` and `history.png`; returns the best-trial record."""
+    params = paths.load()
+    table = collect(paths)
+    paths.report.mkdir(parents=True, exist_ok=True)
+    table.drop(columns=["wall_seconds"]).to_csv(paths.report / "trials.csv", index=False)
+    table[["trial", "wall_seconds"]].to_csv(paths.report / "timings.csv", index=False)
+    best = best_trial(table, params.eval.direction)
+    base = table[table["baseline"]]
+    summary: dict[str, Any] = {
+        "campaign": paths.name,
+        "metric": f"mean {params.eval.metric} over {', '.join(params.eval.tasks)}",
+        "direction": params.eval.direction,
+        "best": best,
+        "baseline_score": _plain(base["score"].iloc[0]) if len(base) else None,
+        "completed": int(((table["state"] == "complete") & ~table["baseline"]).sum()),
+        "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
+        "artefacts": (
+            {
+                "adapter": str(paths.trial(best["trial"]).adapter),
+                "merged": str(paths.trial(best["trial"]).merged),
+                "metrics": str(paths.trial(best["trial"]).metrics),
+            }
+            if best
+            else None
+        ),
+    }
+    (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_history(table, summary, params.eval.direction, paths.report / "history.png")
+    return summary
+
+
+def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, path: Path) -> None:
+    """Score of each trial in order, the best so far, and the baseline as a horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    searched = table[~table["baseline"]].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    scores = searched["score"].astype(float)
+    ax.scatter(searched.index, scores, label="trial", color="tab:blue", zorder=3)
+    best = scores.cummax() if direction == "maximize" else scores.cummin()
+    ax.step(searched.index, best.ffill(), where="post", label="best so far", color="tab:green")
+    failed = searched[searched["state"] == "failed"]
+    if len(failed):
+        ax.scatter(failed.index, [scores.min(skipna=True) or 0] * len(failed), marker="x", color="tab:red",
+                   label="failed")
+    if summary["baseline_score"] is not None:
+        ax.axhline(summary["baseline_score"], linestyle="--", color="tab:gray", label="litgpt defaults (baseline)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(summary["metric"])
+    ax.set_title(f"campaign {summary['campaign']}: optimisation history")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Aggregate a campaign's trials into its report.")
+    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
+    args = parser.parse_args()
+    print(json.dumps(report(CampaignPaths(args.campaign)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""train_lora: fine-tune one trial's LoRA adapter with `litgpt finetune_lora`.
+
+The trial's hyperparameters are applied to the campaign's fixed training settings and handed to litgpt as a
+config YAML (kept beside the adapter, so `litgpt finetune_lora --config adapter/finetune_lora.yaml` replays it).
+Gradient accumulation is litgpt's `global_batch_size / micro_batch_size`. The stage writes the adapter
+(`lit_model.pth.lora` and the checkpoint's config files), the train/validation loss curve (a DVC plot) and
+`train.json` (a DVC metric: tokens seen, wall time, final losses, state). A run whose loss becomes NaN or
+infinite is recorded as `state: failed` with the reason rather than raising, so the failure itself is a
+reproducible result and the campaign goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from stages.base_model import resolve_checkpoint
+from stages.config import TrainSection
+from stages.layout import CampaignPaths, TrialPaths
+from stages.litgpt_cli import run_litgpt
+from stages.records import read_trial
+
+
+def finetune_config(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out_dir: Path, seed: int) -> dict:
+    """The `litgpt finetune_lora` config for one trial."""
+    prompt_style: Any = {"class_path": train.prompt_style} if "." in train.prompt_style else train.prompt_style
+    return {
+        "checkpoint_dir": str(checkpoint_dir),
+        "out_dir": str(out_dir),
+        "precision": train.precision,
+        "lora_r": train.lora_r,
+        "lora_alpha": train.lora_alpha,
+        "lora_dropout": train.lora_dropout,
+        "lora_query": train.lora_query,
+        "lora_key": train.lora_key,
+        "lora_value": train.lora_value,
+        "lora_projection": train.lora_projection,
+        "lora_mlp": train.lora_mlp,
+        "lora_head": train.lora_head,
+        "data": {
+            "class_path": "litgpt.data.JSON",
+            "init_args": {
+                "json_path": str(data_dir),
+                "mask_prompt": train.mask_prompt,
+                "prompt_style": prompt_style,
+                "num_workers": 0,
+                "seed": seed,
+            },
+        },
+        "train": {
+            "global_batch_size": train.micro_batch_size * train.gradient_accumulation,
+            "micro_batch_size": train.micro_batch_size,
+            "max_steps": train.max_steps,
+            "epochs": 10**6,
+            "lr_warmup_steps": train.lr_warmup_steps,
+            "max_seq_length": train.max_seq_length,
+            "save_interval": None,
+            "log_interval": 1,
+        },
+        "eval": {
+            "interval": train.eval_interval,
+            "max_iters": 100,
+            "max_new_tokens": 4,
+            "initial_validation": False,
+            "final_validation": True,
+        },
+        "optimizer": {
+            "class_path": "torch.optim.AdamW",
+            "init_args": {"lr": train.learning_rate, "weight_decay": train.weight_decay},
+        },
+        "logger_name": "csv",
+        "seed": seed,
+    }
+
+
+def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: TrialPaths, seed: int) -> dict:
+    """Fine-tunes a LoRA adapter and writes the trial's training artefacts.
+
+    Args:
+        train: the trial's training settings (fixed settings with the trial's hyperparameters applied).
+        checkpoint_dir: the base litgpt checkpoint.
+        data_dir: folder with litgpt's `train.json` and `val.json`.
+        out: the trial's paths; `adapter/`, `loss.csv` and `train.json` are written.
+        seed: the trial's training seed.
+
+    Returns:
+        The content of `train.json`.
+    """
+    work = out.dir / "litgpt"
+    for path in (work, out.adapter):
+        if path.exists():
+            shutil.rmtree(path)
+    config = finetune_config(train, checkpoint_dir, data_dir, work, seed)
+    start = time.perf_counter()
+    run_litgpt("finetune_lora", config, out.dir / "finetune_lora.yaml")
+    wall = time.perf_counter() - start
+
+    # litgpt merges into final/lit_model.pth itself; the merge_lora stage owns the merged model, so the adapter
+    # keeps only the LoRA weights and the files needed to rebuild the model.
+    final = work / "final"
+    (final / "lit_model.pth").unlink(missing_ok=True)
+    shutil.move(final, out.adapter)
+    shutil.move(out.dir / "finetune_lora.yaml", out.adapter / "finetune_lora.yaml")
+    rows = read_litgpt_log(work)
+    shutil.rmtree(work)
+    write_loss_curve(rows, out.loss_curve)
+
+    train_losses = [r["loss"] for r in rows if r.get("loss") is not None]
+    val_losses = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
+    tokens = max((int(r["tokens"]) for r in rows if r.get("tokens") is not None), default=0)
+    bad = next((r for r in rows if any(_nonfinite(r.get(k)) for k in ("loss", "val_loss"))), None)
+    result: dict[str, Any] = {
+        "state": "failed" if bad else "complete",
+        "reason": f"diverged: non-finite loss at iteration {int(bad['iter'] or 0)}" if bad else None,
+        "train_loss": _finite_or_none(train_losses[-1]) if train_losses else None,
+        "val_loss": _finite_or_none(val_losses[-1]) if val_losses else None,
+        "tokens": tokens,
+        "steps": train.max_steps,
+        "wall_seconds": round(wall, 3),
+    }
+    out.train_metrics.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def read_litgpt_log(work: Path) -> list[dict[str, float | None]]:
+    """Rows of litgpt's CSV logger (iter, step, loss, val_loss, tokens), in logging order."""
+    rows: list[dict[str, float | None]] = []
+    for path in sorted(work.glob("logs/**/metrics.csv")):
+        with path.open() as f:
+            for raw in csv.DictReader(f):
+                rows.append({k: _number(raw.get(k)) for k in ("iter", "step", "loss", "val_loss", "tokens")})
+    return rows
+
+
+def write_loss_curve(rows: list[dict[str, float | None]], path: Path) -> None:
+    """The DVC plot: one row per logged iteration, with the validation loss where it was measured."""
+    last_iter = 0.0
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["iter", "train_loss", "val_loss"])
+        for r in rows:
+            it = r["iter"] if r["iter"] is not None else last_iter
+            last_iter = it
+            if r["loss"] is None and r["val_loss"] is None:
+                continue
+            writer.writerow([int(it), _cell(r["loss"]), _cell(r["val_loss"])])
+
+
+def _number(text: str | None) -> float | None:
+    if text is None or text == "":
+        return None
+    text = text.removeprefix("tensor(").removesuffix(")")
+    return float(text)
+
+
+def _nonfinite(x: float | None) -> bool:
+    return x is not None and not math.isfinite(x)
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return round(x, 6) if x is not None and math.isfinite(x) else None
+
+
+def _cell(x: float | None) -> str:
+    return "" if x is None else f"{x:.6g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fine-tune one trial's LoRA adapter with litgpt.")
+    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
+    parser.add_argument("--trial", required=True, help="trial id in campaigns/<name>/trials.yaml, e.g. t003")
+    args = parser.parse_args()
+    paths = CampaignPaths(args.campaign)
+    params = paths.load()
+    trial = read_trial(paths, args.trial)
+    out = paths.trial(args.trial)
+    out.dir.mkdir(parents=True, exist_ok=True)
+    result = train_lora(
+        params.trial_train(trial["params"]),
+        resolve_checkpoint(paths.base_model),
+        paths.data,
+        out,
+        trial["seeds"]["train"],
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
