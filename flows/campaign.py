@@ -45,8 +45,10 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 def prepare(params_file: str) -> tuple[CampaignPaths, Params, dict[str, Any]]:
     """Validates and records the campaign, then builds its data, base model and design through DVC."""
     paths, params = start_campaign(Path(params_file))
-    repro([f"design@{paths.name}", f"prepare_data@{paths.name}", f"base_model@{paths.name}"],
-          paths.dir / "logs" / "prepare.log")
+    repro(
+        [f"design@{paths.name}", f"prepare_data@{paths.name}", f"base_model@{paths.name}"],
+        paths.dir / "logs" / "prepare.log",
+    )
     lineage = {
         "code": code_revision(),
         "data_hash": hash_path(paths.data),
@@ -61,13 +63,19 @@ def run_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     """Runs a recorded trial's stages (train_lora → merge_lora → score) through DVC; returns its metrics."""
     start = time.perf_counter()
     key = stage_key(paths.name, trial)
+    starts: list[tuple[str, float]] = []
 
     def show(stage: str) -> None:
+        starts.append((stage, time.perf_counter()))
         print(f"  {trial}  {stage} …", flush=True)
 
     repro([f"score@{key}"], paths.dir / "logs" / f"{trial}.log", on_stage=show)
+    end = time.perf_counter()
     metrics = json.loads(paths.trial(trial).metrics.read_text())
-    metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
+    metrics["wall_seconds"] = round(end - start, 3)
+    # Each stage's wall time, process start and imports included: from DVC starting it to the next stage's start.
+    ends = [t for _, t in starts[1:]] + [end]
+    metrics["stage_seconds"] = {stage: round(e - t, 3) for (stage, t), e in zip(starts, ends, strict=True)}
     return metrics
 
 
@@ -132,6 +140,7 @@ def _finish(study: optuna.Study, paths: CampaignPaths, trial: optuna.trial.Trial
     tid = trial_id(trial.number)
     result = _attempt(paths, tid)
     trial.set_user_attr("wall_seconds", result.get("wall_seconds"))
+    trial.set_user_attr("stage_seconds", result.get("stage_seconds"))
     if result["state"] == "complete":
         study.tell(trial, result["score"])
     else:
@@ -167,8 +176,10 @@ class Progress:
         print(f"campaign {summary['campaign']}: {summary['completed']} complete, {summary['failed']} failed")
         print(f"objective: {summary['metric']} ({summary['direction']})")
         if best:
-            print(f"best trial {best['trial']}: score {best['score']:.4f}   baseline (litgpt defaults): "
-                  f"{_short(summary['baseline_score'])}")
+            print(
+                f"best trial {best['trial']}: score {best['score']:.4f}   baseline (litgpt defaults): "
+                f"{_short(summary['baseline_score'])}"
+            )
             print("params: " + ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items()))
             for kind, path in (summary.get("artefacts") or {}).items():
                 print(f"  {kind:<8} {path}")

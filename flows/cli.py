@@ -1,13 +1,14 @@
 """The `campaign` command: run a campaign, see its status.
 
-    campaign run [--params params.yaml]     run or resume the campaign a params file declares
-    campaign status [NAME]                  one line per trial: state, score, hyperparameters
+campaign run [--params params.yaml]     run or resume the campaign a params file declares
+campaign status [NAME]                  one line per trial: state, score, hyperparameters
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,7 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reproducible
 
 
 @app.command()
-def run(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help="campaign params file")) -> None:
+def run(
+    params: Annotated[Path, typer.Option("--params", "-p", help="campaign params file")] = Path("params.yaml"),
+) -> None:
     """Run (or resume) the campaign declared in a params file."""
     try:
         load_params(params)  # bad input stops here, before anything is written
@@ -30,7 +33,7 @@ def run(params: Path = typer.Option(Path("params.yaml"), "--params", "-p", help=
 
 
 @app.command()
-def status(name: str = typer.Argument("default", help="campaign name under campaigns/")) -> None:
+def status(name: Annotated[str, typer.Argument(help="campaign name under campaigns/")] = "default") -> None:
     """Show a campaign's trials."""
     from stages.layout import CampaignPaths
     from stages.report import collect

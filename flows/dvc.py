@@ -57,5 +57,7 @@ def repro(targets: list[str], log_file: Path, on_stage: Callable[[str], None] | 
         code = proc.wait()
     if code != 0:
         text = "\n".join(tail)
-        raise ReproError(f"dvc repro {' '.join(targets)} failed (exit {code}); see {log_file}:\n{text}",
-                         transient=any(t in text for t in TRANSIENT))
+        raise ReproError(
+            f"dvc repro {' '.join(targets)} failed (exit {code}); see {log_file}:\n{text}",
+            transient=any(t in text for t in TRANSIENT),
+        )

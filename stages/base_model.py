@@ -180,19 +180,30 @@ def pretrain(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> flo
         final = work / "out" / "final"
         state = torch.load(final / "lit_model.pth", map_location="cpu")
         torch.save(state.get("model", state), out_dir / "lit_model.pth")
-        metrics = _last_val_loss(work / "out")
         shutil.copy(work / "finetune_full.yaml", out_dir / "pretrain.yaml")
-    return metrics
+    return round(validation_loss(out_dir, lines[:n_val]), 6)
 
 
-def _last_val_loss(out: Path) -> float:
-    import csv
+def validation_loss(checkpoint_dir: Path, lines: list[str]) -> float:
+    """Mean next-token cross-entropy of the checkpoint on `lines` (each encoded with BOS and EOS)."""
+    import torch
+    import torch.nn.functional as F
+    from litgpt import Config, Tokenizer
+    from litgpt.model import GPT
 
-    values = []
-    for path in sorted(out.glob("logs/**/metrics.csv")):
-        with path.open() as f:
-            values += [float(r["val_loss"]) for r in csv.DictReader(f) if r.get("val_loss")]
-    return values[-1] if values else float("nan")
+    config = Config.from_file(checkpoint_dir / "model_config.yaml")
+    tokenizer = Tokenizer(checkpoint_dir)
+    model = GPT(config)
+    model.load_state_dict(torch.load(checkpoint_dir / "lit_model.pth", map_location="cpu"))
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for line in lines:
+            ids = tokenizer.encode(line, bos=True, eos=True)[: config.block_size + 1].long()
+            logits = model(ids[None, :-1])
+            total += F.cross_entropy(logits[0], ids[1:], reduction="sum").item()
+            count += len(ids) - 1
+    return total / max(count, 1)
 
 
 def main() -> None:

@@ -238,7 +238,7 @@ def describe_error(err: ValidationError, raw: Any) -> str:
     if e["type"] == "extra_forbidden":
         return f"{key}: unknown key; expected none of that name here"
     value = e.get("input")
-    if isinstance(value, dict | list) and loc:
+    if isinstance(value, dict) and loc:
         return f"{key}: {msg}"
     return f"{key}: got {value!r}; expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
 

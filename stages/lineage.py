@@ -28,6 +28,7 @@ def hash_path(path: Path) -> str:
 
 def code_revision(root: Path = Path(".")) -> dict[str, object]:
     """The git commit of the workspace and whether tracked code differs from it."""
+
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
         return out.stdout.strip()

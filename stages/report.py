@@ -110,8 +110,9 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
     ax.step(searched.index, best.ffill(), where="post", label="best so far", color="tab:green")
     failed = searched[searched["state"] == "failed"]
     if len(failed):
-        ax.scatter(failed.index, [scores.min(skipna=True) or 0] * len(failed), marker="x", color="tab:red",
-                   label="failed")
+        ax.scatter(
+            failed.index, [scores.min(skipna=True) or 0] * len(failed), marker="x", color="tab:red", label="failed"
+        )
     if summary["baseline_score"] is not None:
         ax.axhline(summary["baseline_score"], linestyle="--", color="tab:gray", label="litgpt defaults (baseline)")
     ax.set_xlabel("trial")

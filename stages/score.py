@@ -122,9 +122,7 @@ def make_lm(checkpoint_dir: Path, batch_size: int) -> Any:
     return LitGPTLM()
 
 
-def score(
-    checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, seed: int
-) -> dict[str, Any]:
+def score(checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, seed: int) -> dict[str, Any]:
     """Scores a checkpoint on the campaign's lm-eval tasks.
 
     Args:

@@ -33,9 +33,7 @@ class FloatDimension(_Dimension):
 
     def from_unit(self, u: float) -> float:
         """Maps u in [0, 1] to a value, uniformly in log space when `log` is set."""
-        if self.log:
-            return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
-        return float(self.low + u * (self.high - self.low))
+        return _interpolate(self.low, self.high, u, self.log)
 
     def contains(self, value: Any) -> bool:
         """Whether `value` lies inside the dimension."""
@@ -57,11 +55,7 @@ class IntDimension(_Dimension):
 
     def from_unit(self, u: float) -> int:
         """Maps u in [0, 1] to an integer; strata are equal-width in (log) [low - 0.5, high + 0.5]."""
-        lo, hi = self.low - 0.5, self.high + 0.5
-        if self.log:  # low >= 1 here, so low - 0.5 > 0
-            value = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        else:
-            value = lo + u * (hi - lo)
+        value = _interpolate(self.low - 0.5, self.high + 0.5, u, self.log)  # log: low >= 1, so low - 0.5 > 0
         return int(min(self.high, max(self.low, round(value))))
 
     def contains(self, value: Any) -> bool:
@@ -86,6 +80,13 @@ class CategoricalDimension(_Dimension):
 
 
 Dimension = Annotated[FloatDimension | IntDimension | CategoricalDimension, Field(discriminator="type")]
+
+
+def _interpolate(low: float, high: float, u: float, log: bool) -> float:
+    """The point at fraction u of [low, high], in log space when `log` is set."""
+    if log:
+        return float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+    return float(low + u * (high - low))
 
 
 def _check_range(low: float, high: float, log: bool) -> None:

@@ -1,0 +1,108 @@
+"""params files load into validated objects; each kind of bad value names its key."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.config import LITGPT_LORA_DEFAULTS, ParamsError, load_params
+
+from .conftest import ROOT
+
+SHIPPED = sorted([*ROOT.glob("params*.yaml"), *ROOT.glob("tests/params*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_params_load(path: Path) -> None:
+    params = load_params(path)
+    assert params.campaign.n_init <= params.campaign.n_trials
+    assert set(params.baseline_values()) == set(params.space)
+
+
+def test_tinyllama_has_the_inria_bounds() -> None:
+    import math
+
+    space = load_params(ROOT / "params.tinyllama.yaml").space
+    assert space["learning_rate"].low == pytest.approx(math.exp(-10))
+    assert space["learning_rate"].high == pytest.approx(math.exp(-1))
+    assert space["weight_decay"].low == pytest.approx(math.exp(-5))
+    assert space["weight_decay"].high == pytest.approx(math.exp(1))
+    assert (space["lora_r"].low, space["lora_r"].high) == (2, 500)
+    assert (space["lora_alpha"].low, space["lora_alpha"].high) == (1, 64)
+    assert (space["gradient_accumulation"].low, space["gradient_accumulation"].high) == (1, 32)
+    assert all(space[k].log for k in ("learning_rate", "weight_decay"))
+
+
+def test_baseline_is_litgpts_own_default() -> None:
+    from litgpt.finetune.lora import setup
+
+    sig = inspect.signature(setup).parameters
+    for name in ("lora_r", "lora_alpha", "lora_dropout"):
+        assert LITGPT_LORA_DEFAULTS[name] == sig[name].default
+    assert sig["optimizer"].default == "AdamW"
+    torch_adamw = inspect.signature(__import__("torch").optim.AdamW).parameters
+    assert LITGPT_LORA_DEFAULTS["learning_rate"] == torch_adamw["lr"].default
+    assert LITGPT_LORA_DEFAULTS["weight_decay"] == torch_adamw["weight_decay"].default
+    assert LITGPT_LORA_DEFAULTS["global_batch_size"] == sig["train"].default.global_batch_size
+
+
+def _with(tmp_path: Path, change: dict, remove: tuple[str, ...] = ()) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in change.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    for dotted in remove:
+        node = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        del node[last]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+BAD = [
+    ({"campaign.seed": "abc"}, (), "campaign.seed", "'abc'"),
+    ({"campaign.n_trials": 0}, (), "campaign.n_trials", "0"),
+    ({"campaign.sampler": "bayes"}, (), "campaign.sampler", "'bayes'"),
+    ({"campaign.n_init": 50}, (), "n_init (50) must be <= n_trials", "50"),
+    ({"space.learning_rate.low": 1.0}, (), "space.learning_rate", "low must be < high"),
+    ({"space.learning_rate.low": -1.0}, (), "space.learning_rate", "low=-1.0"),
+    ({"space.learning_rate.low": 0.0}, (), "space.learning_rate", "log-scale dimension needs low > 0"),
+    ({"space.lora_r": {"type": "float", "low": 1.0, "high": 8.0}}, (), "space.lora_r", "expected type: int"),
+    ({"space.momentum": {"type": "float", "low": 0.1, "high": 0.9}}, (), "space", "unknown hyperparameter 'momentum'"),
+    ({"space.lora_dropout": {"type": "categorical", "choices": []}}, (), "space.lora_dropout.choices", "[]"),
+    ({"space.lora_dropout.high": 2.0}, (), "space.lora_dropout", "value 2.0 is not a valid lora_dropout"),
+    ({"space.lora_r.type": "integer"}, (), "space.lora_r", "'integer'"),
+    ({"train.micro_batch_size": 0}, (), "train.micro_batch_size", "0"),
+    ({"train.learning_rat": 0.1}, (), "train.learning_rat", "unknown key"),
+    ({"eval.tasks": []}, (), "eval.tasks", "[]"),
+    ({"eval.direction": "up"}, (), "eval.direction", "'up'"),
+    ({}, ("data.path",), "data.path", "missing"),
+    ({"data.corpus": None}, (), "data.corpus", "needs a corpus"),
+]
+
+
+@pytest.mark.parametrize(("change", "remove", "key", "value"), BAD, ids=[b[2] + ":" + b[3] for b in BAD])
+def test_bad_value_names_its_key(tmp_path: Path, change: dict, remove: tuple, key: str, value: str) -> None:
+    with pytest.raises(ParamsError) as err:
+        load_params(_with(tmp_path, change, remove))
+    message = str(err.value)
+    assert "\n" not in message
+    assert key in message and value in message, message
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("campaign: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)

@@ -1,0 +1,117 @@
+"""The tiny model's stages, run as functions: data split, base model, LoRA training, merge and lm-eval scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages.base_model import CheckpointError, base_model, check_checkpoint
+from stages.config import load_params
+from stages.layout import CampaignPaths
+from stages.merge_lora import merge_lora
+from stages.prepare_data import DataError, prepare_data, read_records
+from stages.score import score
+from stages.train_lora import train_lora
+
+from .conftest import ROOT, make_workspace
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CampaignPaths]:
+    ws = make_workspace(tmp_path_factory.mktemp("stages") / "ws")
+    params = load_params(ROOT / "tests" / "params.e2e.yaml")
+    paths = CampaignPaths("e2e", ws)
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ws)  # stages read relative paths, as under DVC
+    try:
+        counts = prepare_data(params.data, paths.data)
+        summary = base_model(params.model, params.data.corpus, paths.base_model, 0)
+    finally:
+        os.chdir(cwd)
+    assert counts == {"train": 1520, "val": 20, "eval": 60}
+    # a random model scores ln(vocab) = 5.77 nats; pretraining must have taught it something
+    assert summary["pretrain_val_loss"] < 0.7 * math.log(320)
+    return ws, paths
+
+
+def test_splits_are_disjoint_and_tasks_written(built: tuple[Path, CampaignPaths]) -> None:
+    _, paths = built
+    train = {r["instruction"] for r in json.loads((paths.data / "train.json").read_text())}
+    val = {r["instruction"] for r in json.loads((paths.data / "val.json").read_text())}
+    evaluation = [json.loads(line) for line in (paths.data / "eval.jsonl").read_text().splitlines()]
+    assert not train & val and not train & {r["instruction"] for r in evaluation}
+    assert all(r["choices"][r["gold"]] == r["output"] for r in evaluation)
+    assert sorted(p.name for p in paths.tasks.iterdir()) == ["tinytopic.yaml", "tinytopic_gen.yaml"]
+
+
+def test_base_model_is_a_litgpt_checkpoint(built: tuple[Path, CampaignPaths], tmp_path: Path) -> None:
+    _, paths = built
+    check_checkpoint(paths.base_model)
+    broken = tmp_path / "ckpt"
+    shutil.copytree(paths.base_model, broken)
+    (broken / "lit_model.pth").unlink()
+    (broken / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="missing lit_model.pth, tokenizer.json or tokenizer.model"):
+        check_checkpoint(broken)
+
+
+def test_train_merge_score(built: tuple[Path, CampaignPaths], monkeypatch: pytest.MonkeyPatch) -> None:
+    ws, paths = built
+    monkeypatch.chdir(ws)
+    params = load_params(ROOT / "tests" / "params.e2e.yaml")
+    out = paths.trial("t000")
+    out.dir.mkdir(parents=True)
+    train = params.trial_train({"learning_rate": 0.02, "max_steps": 6, "lora_r": 4, "lora_alpha": 8})
+    result = train_lora(train, Path("campaigns/e2e/base_model"), Path("campaigns/e2e/data"), out, seed=1)
+    assert result["state"] == "complete" and result["tokens"] > 0
+    assert sorted(p.name for p in out.adapter.glob("*.pth*")) == ["lit_model.pth.lora"]
+    curve = out.loss_curve.read_text().splitlines()
+    assert curve[0] == "iter,train_loss,val_loss" and len(curve) > 6
+
+    merged = merge_lora(out.adapter, paths.base_model, out.merged)
+    assert merged.is_file() and not (out.merged / "lit_model.pth.lora").exists()
+    base = torch.load(paths.base_model / "lit_model.pth")
+    after = torch.load(merged)
+    assert set(base) == set(after)
+    changed = [k for k in base if not torch.equal(base[k], after[k])]
+    assert changed and all("attn" in k for k in changed), changed
+
+    evaluation = params.eval.model_copy(update={"tasks": ["tinytopic", "tinytopic_gen"], "metric": "acc"})
+    with pytest.raises(KeyError, match="reports no 'acc'"):
+        score(out.merged, evaluation, paths.tasks, seed=3)
+    mc = score(out.merged, params.eval, paths.tasks, seed=3)
+    assert 0.0 <= mc["score"] <= 1.0
+    assert mc["lm_eval"]["n_samples"] == {"tinytopic": 60}
+    assert score(out.merged, params.eval, paths.tasks, seed=3)["score"] == mc["score"], "deterministic on CPU"
+    gen_eval = params.eval.model_copy(update={"tasks": ["tinytopic_gen"], "metric": "exact_match", "limit": 10})
+    gen = score(out.merged, gen_eval, paths.tasks, seed=3)
+    assert 0.0 <= gen["tasks"]["tinytopic_gen"]["exact_match"] <= 1.0
+
+
+def test_diverging_training_is_a_recorded_failure(built: tuple[Path, CampaignPaths], monkeypatch) -> None:
+    ws, paths = built
+    monkeypatch.chdir(ws)
+    params = load_params(ROOT / "tests" / "params.e2e.yaml")
+    out = paths.trial("t001")
+    out.dir.mkdir(parents=True)
+    train = params.trial_train({"learning_rate": 1e12, "max_steps": 4, "eval_interval": 2})
+    result = train_lora(train, Path("campaigns/e2e/base_model"), Path("campaigns/e2e/data"), out, seed=1)
+    assert result["state"] == "failed"
+    assert result["reason"].startswith("diverged: non-finite loss")
+
+
+def test_malformed_data_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": \n')
+    with pytest.raises(DataError, match=r"d.jsonl: line 2: not valid JSON"):
+        read_records(path)
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": "c", "choices": ["x", "y"]}\n')
+    with pytest.raises(DataError, match=r"line 2: 'output' 'c' is not one of 'choices'"):
+        read_records(path)
