@@ -94,7 +94,7 @@ def skopt_propose(study: optuna.Study, params: Params) -> dict[str, Any]:
     sign = -1.0 if params.eval.direction == "maximize" else 1.0  # skopt minimises
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     xs = [[t.params[name] for name in names] for t in done if all(name in t.params for name in names)]
-    ys = [sign * float(t.value) for t in done if all(name in t.params for name in names)]
+    ys = [sign * float(t.value or 0.0) for t in done if all(name in t.params for name in names)]
     if xs:
         optimizer.tell(xs, ys)
     point = optimizer.ask()

@@ -65,7 +65,7 @@ def generate(n_examples: int = 1600, n_corpus: int = 6000, seed: int = 1234) -> 
     rng = random.Random(seed)
     labels = list(TOPICS)
     choices = [f" {t}" for t in labels]
-    records = []
+    records: list[dict] = []
     seen: set[str] = set()
     while len(records) < n_examples:
         label = labels[len(records) % len(labels)]
@@ -74,7 +74,7 @@ def generate(n_examples: int = 1600, n_corpus: int = 6000, seed: int = 1234) -> 
             continue
         seen.add(text)
         records.append({"instruction": f"Text: {text}\nTopic:", "output": f" {label}", "choices": choices})
-    corpus = []
+    corpus: list[str] = []
     while len(corpus) < n_corpus:
         label = rng.choice(labels)
         text = sentence(rng, label)

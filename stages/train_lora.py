@@ -113,7 +113,7 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
 
     train_losses = [r["loss"] for r in rows if r.get("loss") is not None]
     val_losses = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
-    tokens = max((int(r["tokens"]) for r in rows if r.get("tokens") is not None), default=0)
+    tokens = max((int(r["tokens"] or 0) for r in rows), default=0)
     bad = next((r for r in rows if any(_nonfinite(r.get(k)) for k in ("loss", "val_loss"))), None)
     result: dict[str, Any] = {
         "state": "failed" if bad else "complete",
