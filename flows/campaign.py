@@ -24,7 +24,7 @@ from flows.dvc import ReproError, repro  # noqa: E402
 from stages.config import Params, derive_seed, trial_id  # noqa: E402
 from stages.layout import CampaignPaths  # noqa: E402
 from stages.lineage import code_revision, hash_path, library_versions  # noqa: E402
-from stages.records import record_failure, record_trial, stage_key, start_campaign  # noqa: E402
+from stages.records import record_failure, record_lineage, record_trial, stage_key, start_campaign  # noqa: E402
 from stages.report import BASELINE  # noqa: E402
 from stages.study import ask, enqueue_design, open_study  # noqa: E402
 
@@ -74,7 +74,7 @@ def run_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(end - start, 3)
     # Each stage's wall time, process start and imports included: from DVC starting it to the next stage's start.
-    ends = [t for _, t in starts[1:]] + [end]
+    ends = [t for _, t in starts[1:]] + ([end] if starts else [])
     metrics["stage_seconds"] = {stage: round(e - t, 3) for (stage, t), e in zip(starts, ends, strict=True)}
     return metrics
 
@@ -102,7 +102,10 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
 
     if params.campaign.baseline:
         record_trial(paths, BASELINE, params.baseline_values(), seeds)
-        progress.show(BASELINE, params.baseline_values(), _attempt(paths, BASELINE))
+        record_lineage(paths, BASELINE, lineage)
+        result = _attempt(paths, BASELINE)
+        record_lineage(paths, BASELINE, _costs(result))
+        progress.show(BASELINE, params.baseline_values(), result)
 
     # A trial left running by a stopped process has its decision recorded: run it again, then tell.
     for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -114,6 +117,7 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
         for key, value in {"trial_id": tid, "seeds": seeds, **lineage}.items():
             trial.set_user_attr(key, value)
         record_trial(paths, tid, trial.params, seeds)
+        record_lineage(paths, tid, lineage)
         _finish(study, paths, trial, progress)
 
     summary = report(paths)
@@ -122,6 +126,10 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
 
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+
+
+def _costs(result: dict[str, Any]) -> dict[str, Any]:
+    return {"wall_seconds": result.get("wall_seconds"), "stage_seconds": result.get("stage_seconds")}
 
 
 def _attempt(paths: CampaignPaths, trial: str) -> dict[str, Any]:
@@ -139,8 +147,9 @@ def _finish(study: optuna.Study, paths: CampaignPaths, trial: optuna.trial.Trial
     """Runs a recorded trial and tells the study its score, or that it failed and why."""
     tid = trial_id(trial.number)
     result = _attempt(paths, tid)
-    trial.set_user_attr("wall_seconds", result.get("wall_seconds"))
-    trial.set_user_attr("stage_seconds", result.get("stage_seconds"))
+    for key, value in _costs(result).items():
+        trial.set_user_attr(key, value)
+    record_lineage(paths, tid, _costs(result))
     if result["state"] == "complete":
         study.tell(trial, result["score"])
     else:

@@ -8,7 +8,6 @@ the stage only checks that the folder is a complete litgpt checkpoint and record
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from stages.config import ModelSection, TinyModel
-from stages.layout import CampaignPaths
+from stages.layout import stage_args
 from stages.lineage import hash_path
 from stages.litgpt_cli import run_litgpt
 
@@ -207,10 +206,7 @@ def validation_loss(checkpoint_dir: Path, lines: list[str]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Build the tiny base model or check a litgpt checkpoint.")
-    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
-    args = parser.parse_args()
-    paths = CampaignPaths(args.campaign)
+    paths, _ = stage_args("Build the tiny base model or check a litgpt checkpoint.", trial=False)
     params = paths.load()
     summary = base_model(params.model, params.data.corpus, paths.base_model, params.model.tiny.seed)
     print(json.dumps(summary))

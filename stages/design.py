@@ -9,14 +9,13 @@ come from the design seed (derived from the campaign seed) and enter the study f
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
 from scipy.stats import qmc
 
 from stages.config import derive_seed
-from stages.layout import CampaignPaths
+from stages.layout import CampaignPaths, stage_args
 from stages.space import CategoricalDimension, FloatDimension, IntDimension
 
 
@@ -49,10 +48,8 @@ def design(paths: CampaignPaths) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Draw the campaign's Latin-hypercube initial design.")
-    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
-    args = parser.parse_args()
-    print(json.dumps(design(CampaignPaths(args.campaign))))
+    paths, _ = stage_args("Draw the campaign's Latin-hypercube initial design.", trial=False)
+    print(json.dumps(design(paths)))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ campaigns/registry.yaml           campaigns and trials that dvc.yaml's `foreach`
 campaigns/<name>/params.yaml      the validated campaign declaration, frozen when the campaign starts
 campaigns/<name>/trials.yaml      the decisions: each trial's hyperparameters and seeds, written before it runs
 campaigns/<name>/failures.yaml    trials that raised, with their reason (they have no DVC stages)
+campaigns/<name>/lineage.yaml     per trial: code revision, library versions, data/model hashes, wall times
 campaigns/<name>/study.journal    the Optuna study (JournalStorage)
 campaigns/<name>/data/            train/val/eval splits and the lm-eval task folder (prepare_data)
 campaigns/<name>/base_model/      the base checkpoint, or a pointer to the user's (base_model)
@@ -47,6 +48,10 @@ class CampaignPaths:
     @property
     def failures(self) -> Path:
         return self.dir / "failures.yaml"
+
+    @property
+    def lineage(self) -> Path:
+        return self.dir / "lineage.yaml"
 
     @property
     def journal(self) -> Path:
@@ -105,3 +110,19 @@ class TrialPaths:
     @property
     def metrics(self) -> Path:
         return self.dir / "metrics.json"
+
+
+def stage_args(description: str, *, trial: bool) -> tuple[CampaignPaths, str]:
+    """The thin CLI every stage shares: `--campaign NAME` and, for trial stages, `--trial ID`.
+
+    Returns:
+        The campaign's paths and the trial id ("" for campaign stages).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
+    if trial:
+        parser.add_argument("--trial", required=True, help="trial id in campaigns/<name>/trials.yaml, e.g. t003")
+    args = parser.parse_args()
+    return CampaignPaths(args.campaign), getattr(args, "trial", "")

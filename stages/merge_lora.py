@@ -7,13 +7,12 @@ A trial whose training failed has nothing worth merging: the stage writes only a
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 
 from stages.base_model import resolve_checkpoint
-from stages.layout import CampaignPaths
+from stages.layout import stage_args
 
 
 def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:
@@ -38,12 +37,8 @@ def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Merge one trial's LoRA adapter into its base model.")
-    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
-    parser.add_argument("--trial", required=True, help="trial id in campaigns/<name>/trials.yaml, e.g. t003")
-    args = parser.parse_args()
-    paths = CampaignPaths(args.campaign)
-    trial = paths.trial(args.trial)
+    paths, trial_id = stage_args("Merge one trial's LoRA adapter into its base model.", trial=True)
+    trial = paths.trial(trial_id)
     trained = json.loads(trial.train_metrics.read_text())
     if trained["state"] != "complete":
         if trial.merged.exists():

@@ -9,7 +9,6 @@ task YAMLs rendered from `data/tasks/` (`dataset_path: json`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import yaml
 
 from stages.config import DataSection
-from stages.layout import CampaignPaths
+from stages.layout import stage_args
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "data" / "tasks"
 
@@ -137,10 +136,7 @@ def write_tasks(task_name: str, eval_file: Path, tasks_dir: Path, *, multiple_ch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Split the task data and build its lm-eval task folder.")
-    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
-    args = parser.parse_args()
-    paths = CampaignPaths(args.campaign)
+    paths, _ = stage_args("Split the task data and build its lm-eval task folder.", trial=False)
     counts = prepare_data(paths.load().data, paths.data)
     print(json.dumps(counts))
 

@@ -59,6 +59,13 @@ def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds
     write_yaml(paths.root / REGISTRY, registry)
 
 
+def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any]) -> None:
+    """Adds to a trial's lineage entry (code revision, library versions, hashes, wall times) in `lineage.yaml`."""
+    entries = read_yaml(paths.lineage, {})
+    entries[trial] = {**entries.get(trial, {}), **lineage}
+    write_yaml(paths.lineage, entries)
+
+
 def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
     """Records a trial that raised and withdraws its stages from DVC (they have no outputs to track)."""
     failures = read_yaml(paths.failures, {})

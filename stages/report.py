@@ -7,14 +7,13 @@ vary from run to run, go to `timings.csv`.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from stages.layout import CampaignPaths
+from stages.layout import CampaignPaths, stage_args
 from stages.records import read_trials, read_yaml
 
 BASELINE = "baseline"
@@ -76,6 +75,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "campaign": paths.name,
         "metric": f"mean {params.eval.metric} over {', '.join(params.eval.tasks)}",
         "direction": params.eval.direction,
+        "n_init": params.campaign.n_init,
         "best": best,
         "baseline_score": _plain(base["score"].iloc[0]) if len(base) else None,
         "completed": int(((table["state"] == "complete") & ~table["baseline"]).sum()),
@@ -103,7 +103,7 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
     import matplotlib.pyplot as plt
 
     searched = table[~table["baseline"]].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
     scores = searched["score"].astype(float)
     ax.scatter(searched.index, scores, label="trial", color="tab:blue", zorder=3)
     best = scores.cummax() if direction == "maximize" else scores.cummin()
@@ -115,10 +115,13 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
         )
     if summary["baseline_score"] is not None:
         ax.axhline(summary["baseline_score"], linestyle="--", color="tab:gray", label="litgpt defaults (baseline)")
+    n_init = summary.get("n_init", 0)
+    if n_init:
+        ax.axvspan(-0.5, n_init - 0.5, color="tab:orange", alpha=0.12, label="Latin-hypercube design")
     ax.set_xlabel("trial")
     ax.set_ylabel(summary["metric"])
     ax.set_title(f"campaign {summary['campaign']}: optimisation history")
-    ax.legend(loc="best")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
@@ -135,10 +138,8 @@ def _plain(value: Any) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Aggregate a campaign's trials into its report.")
-    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
-    args = parser.parse_args()
-    print(json.dumps(report(CampaignPaths(args.campaign)), indent=2))
+    paths, _ = stage_args("Aggregate a campaign's trials into its report.", trial=False)
+    print(json.dumps(report(paths), indent=2))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ The objective (`score`) is the mean of `eval.metric` over `eval.tasks`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from stages.config import EvalSection
-from stages.layout import CampaignPaths
+from stages.layout import stage_args
 from stages.records import read_trial
 
 
@@ -182,18 +181,14 @@ def score(checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Score one trial's merged model with lm-eval.")
-    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
-    parser.add_argument("--trial", required=True, help="trial id in campaigns/<name>/trials.yaml, e.g. t003")
-    args = parser.parse_args()
-    paths = CampaignPaths(args.campaign)
+    paths, trial_id = stage_args("Score one trial's merged model with lm-eval.", trial=True)
     params = paths.load()
-    trial = paths.trial(args.trial)
+    trial = paths.trial(trial_id)
     trained = json.loads(trial.train_metrics.read_text())
     if trained["state"] != "complete":
         result: dict[str, Any] = {"state": trained["state"], "reason": trained["reason"], "score": None}
     else:
-        seed = read_trial(paths, args.trial)["seeds"]["eval"]
+        seed = read_trial(paths, trial_id)["seeds"]["eval"]
         result = score(trial.merged, params.eval, paths.tasks, seed)
     trial.metrics.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"score": result["score"], "state": result["state"]}))

@@ -11,7 +11,6 @@ reproducible result and the campaign goes on.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -22,7 +21,7 @@ from typing import Any
 
 from stages.base_model import resolve_checkpoint
 from stages.config import TrainSection
-from stages.layout import CampaignPaths, TrialPaths
+from stages.layout import TrialPaths, stage_args
 from stages.litgpt_cli import run_litgpt
 from stages.records import read_trial
 
@@ -172,14 +171,10 @@ def _cell(x: float | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Fine-tune one trial's LoRA adapter with litgpt.")
-    parser.add_argument("--campaign", required=True, help="campaign name (campaigns/<name>/params.yaml)")
-    parser.add_argument("--trial", required=True, help="trial id in campaigns/<name>/trials.yaml, e.g. t003")
-    args = parser.parse_args()
-    paths = CampaignPaths(args.campaign)
+    paths, trial_id = stage_args("Fine-tune one trial's LoRA adapter with litgpt.", trial=True)
     params = paths.load()
-    trial = read_trial(paths, args.trial)
-    out = paths.trial(args.trial)
+    trial = read_trial(paths, trial_id)
+    out = paths.trial(trial_id)
     out.dir.mkdir(parents=True, exist_ok=True)
     result = train_lora(
         params.trial_train(trial["params"]),
