@@ -21,12 +21,14 @@ import optuna  # noqa: E402
 from prefect import flow, task  # noqa: E402
 
 from flows.dvc import ReproError, repro  # noqa: E402
+from stages.base_model import resolve_checkpoint  # noqa: E402
 from stages.config import Params, derive_seed, trial_id  # noqa: E402
 from stages.layout import CampaignPaths  # noqa: E402
-from stages.lineage import code_revision, hash_path, library_versions  # noqa: E402
+from stages.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions  # noqa: E402
 from stages.records import record_failure, record_lineage, record_trial, stage_key, start_campaign  # noqa: E402
 from stages.report import BASELINE  # noqa: E402
-from stages.study import ask, enqueue_design, open_study  # noqa: E402
+from stages.study import ask, enqueue_design, open_study, own_trials  # noqa: E402
+from stages.warm_start import warm_start  # noqa: E402
 
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
 
@@ -51,8 +53,8 @@ def prepare(params_file: str) -> tuple[CampaignPaths, Params, dict[str, Any]]:
     )
     lineage = {
         "code": code_revision(),
-        "data_hash": hash_path(paths.data),
-        "base_model_hash": hash_path(paths.base_model),
+        "data_hash": hash_files(paths.data, DATA_FILES),
+        "base_model_hash": hash_files(resolve_checkpoint(paths.base_model), MODEL_FILES),
         "libraries": library_versions(),
     }
     return paths, params, lineage
@@ -97,21 +99,27 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
         "eval": derive_seed(params.campaign.seed, "eval"),
     }
     study = open_study(paths, params)
+    warm = warm_start(study, paths, params, lineage)
+    if warm["added"] or warm["skipped"]:
+        print(f"warm start: {warm['added']} prior observations added, {warm['skipped']} outside the space skipped")
     enqueue_design(study, json.loads(paths.design.read_text()))
     progress = Progress(params)
 
-    if params.campaign.baseline:
+    baseline_metrics = paths.trial(BASELINE).metrics
+    if params.campaign.baseline and not baseline_metrics.is_file():
         record_trial(paths, BASELINE, params.baseline_values(), seeds)
         record_lineage(paths, BASELINE, lineage)
         result = _attempt(paths, BASELINE)
         record_lineage(paths, BASELINE, _costs(result))
         progress.show(BASELINE, params.baseline_values(), result)
+    elif params.campaign.baseline:
+        progress.show(BASELINE, params.baseline_values(), json.loads(baseline_metrics.read_text()))
 
     # A trial left running by a stopped process has its decision recorded: run it again, then tell.
     for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         _finish(study, paths, optuna.trial.Trial(study, frozen._trial_id), progress)
 
-    while len(study.get_trials(deepcopy=False, states=FINISHED)) < params.campaign.n_trials:
+    while len(own_trials(study, FINISHED)) < params.campaign.n_trials:
         trial = ask(study, params)
         tid = trial_id(trial.number)
         for key, value in {"trial_id": tid, "seeds": seeds, **lineage}.items():

@@ -1,11 +1,15 @@
-"""The `campaign` command: run a campaign, see its status.
+"""The `campaign` command.
 
-campaign run [--params params.yaml]     run or resume the campaign a params file declares
-campaign status [NAME]                  one line per trial: state, score, hyperparameters
+campaign run [--params params.yaml]        run or resume the campaign a params file declares
+campaign status [NAME]                     one line per trial: state, score, hyperparameters
+campaign trace NAME TRIAL                  a trial's lineage, with its artefacts checked against dvc.lock
+campaign compare A B [C …] [--html F]      summary table and what differs; NAME@REV reads a git revision
+campaign report NAME [--html F]            the campaign's self-contained HTML report
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +20,11 @@ from stages.config import ParamsError, load_params
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reproducible LLM hyperparameter campaigns.")
 
 
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
 @app.command()
 def run(
     params: Annotated[Path, typer.Option("--params", "-p", help="campaign params file")] = Path("params.yaml"),
@@ -24,8 +33,7 @@ def run(
     try:
         load_params(params)  # bad input stops here, before anything is written
     except ParamsError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(err)) from None
     from flows.campaign import campaign
 
     campaign(str(params))
@@ -39,14 +47,81 @@ def status(name: Annotated[str, typer.Argument(help="campaign name under campaig
 
     paths = CampaignPaths(name)
     if not paths.params.is_file():
-        typer.echo(f"error: no campaign {name!r} (expected {paths.params})", err=True)
-        raise typer.Exit(2)
+        raise _fail(f"no campaign {name!r} (expected {paths.params})")
     table = collect(paths)
     if table.empty:
         typer.echo(f"campaign {name}: no trials yet")
         return
-    with_pd = table.drop(columns=["baseline"]).fillna("")
-    typer.echo(with_pd.to_string(index=False))
+    typer.echo(table.drop(columns=["baseline"]).fillna("").to_string(index=False))
+
+
+@app.command()
+def trace(
+    name: Annotated[str, typer.Argument(help="campaign name")],
+    trial: Annotated[str, typer.Argument(help="trial id, e.g. t003 or baseline")],
+) -> None:
+    """Print a trial's lineage and check its artefacts against the hashes DVC recorded."""
+    from stages.layout import CampaignPaths
+    from stages.trace import check, manifest
+
+    paths = CampaignPaths(name)
+    if not paths.params.is_file():
+        raise _fail(f"no campaign {name!r} (expected {paths.params})")
+    try:
+        record = manifest(paths, trial)
+    except KeyError as err:
+        raise _fail(str(err.args[0])) from None
+    typer.echo(json.dumps(record, indent=2))
+    states = check(paths, trial)
+    bad = {k: v for k, v in states.items() if v != "ok"}
+    for artefact, state in states.items():
+        typer.echo(f"{artefact:<14} {state:<13} {record['hashes'][artefact]['path']}")
+    if bad:
+        raise _fail(f"{trial}: " + ", ".join(f"{k} {v}" for k, v in bad.items()))
+
+
+@app.command()
+def compare(
+    campaigns: Annotated[list[str], typer.Argument(help="campaign names; NAME@REV for a git revision")],
+    html: Annotated[Path | None, typer.Option("--html", help="also write an HTML comparison here")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="also write the summary table as CSV")] = None,
+) -> None:
+    """Compare campaigns: best, quantiles, counts, costs, and every setting that differs."""
+    from stages.compare import compare as compare_campaigns
+
+    try:
+        summary, diff = compare_campaigns(campaigns)
+    except FileNotFoundError as err:
+        raise _fail(str(err)) from None
+    typer.echo(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    typer.echo("\nwhat differs:" if not diff.empty else "\nwhat differs: nothing")
+    if not diff.empty:
+        typer.echo(diff.to_string(index=False))
+    if csv:
+        summary.to_csv(csv, index=False)
+    if html:
+        from stages.html_report import render
+
+        html.write_text(render(campaigns))
+        typer.echo(f"\nwrote {html}")
+
+
+@app.command()
+def report(
+    name: Annotated[str, typer.Argument(help="campaign name; NAME@REV for a git revision")] = "default",
+    html: Annotated[Path | None, typer.Option("--html", help="where to write it")] = None,
+) -> None:
+    """Write a campaign's self-contained HTML report (history, parallel coordinates, importance, cost, lineage)."""
+    from stages.compare import CampaignSource
+    from stages.html_report import render
+
+    source = CampaignSource.parse(name)
+    if source.read(f"{source.dir}/params.yaml") is None:
+        raise _fail(f"no campaign {source.label}")
+    out = html or Path(source.dir) / "report" / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render([name]))
+    typer.echo(f"wrote {out}")
 
 
 def main() -> None:

@@ -179,7 +179,12 @@ def pretrain(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> flo
         final = work / "out" / "final"
         state = torch.load(final / "lit_model.pth", map_location="cpu")
         torch.save(state.get("model", state), out_dir / "lit_model.pth")
-        shutil.copy(work / "finetune_full.yaml", out_dir / "pretrain.yaml")
+        # Keep the run's settings with the model, without the temporary paths that would make its hash vary.
+        record = yaml.safe_load((work / "finetune_full.yaml").read_text())
+        record["out_dir"] = "<temporary>"
+        record["data"]["init_args"]["json_path"] = "<corpus split: 98% train, 2% val>"
+        record["checkpoint_dir"] = "<this folder, before pretraining>"
+        (out_dir / "pretrain.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
     return round(validation_loss(out_dir, lines[:n_val]), 6)
 
 

@@ -47,6 +47,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class WarmStart(_Section):
+    """Earlier campaigns whose completed trials enter the study as prior observations."""
+
+    campaigns: list[str] = Field(default_factory=list)
+    allow_different_data: bool = Field(default=False, description="accept sources run on other data or model")
+
+
 class CampaignSection(_Section):
     """Who the campaign is and how it searches."""
 
@@ -57,6 +64,7 @@ class CampaignSection(_Section):
     sampler: Literal["tpe", "gp", "skopt", "random", "qmc"] = "tpe"
     acquisition: Literal["EI", "PI", "LCB", "gp_hedge"] = "EI"
     baseline: bool = True
+    warm_start: WarmStart = WarmStart()
 
     @model_validator(mode="after")
     def _check_budget(self) -> CampaignSection:

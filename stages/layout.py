@@ -6,6 +6,7 @@ campaigns/<name>/params.yaml      the validated campaign declaration, frozen whe
 campaigns/<name>/trials.yaml      the decisions: each trial's hyperparameters and seeds, written before it runs
 campaigns/<name>/failures.yaml    trials that raised, with their reason (they have no DVC stages)
 campaigns/<name>/lineage.yaml     per trial: code revision, library versions, data/model hashes, wall times
+campaigns/<name>/warm_start.yaml  prior observations taken from earlier campaigns, with their provenance
 campaigns/<name>/study.journal    the Optuna study (JournalStorage)
 campaigns/<name>/data/            train/val/eval splits and the lm-eval task folder (prepare_data)
 campaigns/<name>/base_model/      the base checkpoint, or a pointer to the user's (base_model)
@@ -52,6 +53,10 @@ class CampaignPaths:
     @property
     def lineage(self) -> Path:
         return self.dir / "lineage.yaml"
+
+    @property
+    def warm_start(self) -> Path:
+        return self.dir / "warm_start.yaml"
 
     @property
     def journal(self) -> Path:

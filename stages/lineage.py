@@ -26,6 +26,21 @@ def hash_path(path: Path) -> str:
     return digest.hexdigest()
 
 
+DATA_FILES = ("train.json", "val.json", "eval.jsonl")
+MODEL_FILES = ("lit_model.pth", "model_config.yaml", "tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+
+
+def hash_files(folder: Path, names: tuple[str, ...]) -> str:
+    """A sha256 over the named files of a folder that exist (names and contents): the content that matters,
+    without files that only say where they were made (rendered task YAMLs, run configs)."""
+    digest = hashlib.sha256()
+    for name in names:
+        if (folder / name).is_file():
+            digest.update(name.encode())
+            digest.update(bytes.fromhex(hash_path(folder / name)))
+    return digest.hexdigest()
+
+
 def code_revision(root: Path = Path(".")) -> dict[str, object]:
     """The git commit of the workspace and whether tracked code differs from it."""
 

@@ -18,13 +18,20 @@ import yaml
 from stages.config import Params, ParamsError, load_params
 from stages.layout import REGISTRY, CampaignPaths
 
+# libyaml's loader and dumper when PyYAML was built with it: records with thousands of trials load ~10x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def parse_yaml(text: str, default: Any) -> Any:
+    """YAML text's content, or `default` when it is empty."""
+    content = yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
+    return default if content is None else content
+
 
 def read_yaml(path: Path, default: Any) -> Any:
     """A YAML file's content, or `default` when the file does not exist or is empty."""
-    if not path.is_file():
-        return default
-    content = yaml.safe_load(path.read_text())
-    return default if content is None else content
+    return parse_yaml(path.read_text(), default) if path.is_file() else default
 
 
 def write_yaml(path: Path, content: Any) -> None:
@@ -32,7 +39,7 @@ def write_yaml(path: Path, content: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(content, f, sort_keys=True)
+        yaml.dump(content, f, Dumper=_DUMPER, sort_keys=True)
     os.replace(tmp, path)
 
 
@@ -118,7 +125,7 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
                 "or a new campaign.name"
             )
     write_yaml(paths.params, frozen)
-    for path in (paths.trials, paths.failures):
+    for path in (paths.trials, paths.failures, paths.warm_start):
         if not path.is_file():
             write_yaml(path, {})
     register_campaign(paths, params)

@@ -43,7 +43,24 @@ def collect(paths: CampaignPaths) -> pd.DataFrame:
                 "train_tokens": trained.get("tokens") if trained else None,
                 "val_loss": trained.get("val_loss") if trained else None,
                 "reason": reason,
+                "warm_start_from": None,
                 "wall_seconds": trained.get("wall_seconds") if trained else None,
+            }
+        )
+    # Prior observations from a warm start: shown and marked, never candidates for this campaign's best.
+    for prior in read_yaml(paths.warm_start, {}).get("observations", []):
+        rows.append(
+            {
+                "trial": prior["source"],
+                "baseline": False,
+                "state": "prior",
+                "score": prior["score"],
+                **{f"params.{k}": v for k, v in prior["params"].items()},
+                "train_tokens": None,
+                "val_loss": None,
+                "reason": None,
+                "warm_start_from": prior["source"],
+                "wall_seconds": None,
             }
         )
     return pd.DataFrame(rows)
@@ -80,6 +97,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "baseline_score": _plain(base["score"].iloc[0]) if len(base) else None,
         "completed": int(((table["state"] == "complete") & ~table["baseline"]).sum()),
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
+        "warm_start_priors": int((table["state"] == "prior").sum()),
         "artefacts": (
             {
                 "adapter": str(paths.trial(best["trial"]).adapter),
@@ -102,7 +120,7 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    searched = table[~table["baseline"]].reset_index(drop=True)
+    searched = table[~table["baseline"] & (table["state"] != "prior")].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
     scores = searched["score"].astype(float)
     ax.scatter(searched.index, scores, label="trial", color="tab:blue", zorder=3)
@@ -113,6 +131,10 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
         ax.scatter(
             failed.index, [scores.min(skipna=True) or 0] * len(failed), marker="x", color="tab:red", label="failed"
         )
+    priors = table[table["state"] == "prior"]["score"].astype(float)
+    if len(priors):
+        best_prior = priors.max() if direction == "maximize" else priors.min()
+        ax.axhline(best_prior, linestyle=":", color="tab:purple", label=f"best of {len(priors)} warm-start priors")
     if summary["baseline_score"] is not None:
         ax.axhline(summary["baseline_score"], linestyle="--", color="tab:gray", label="litgpt defaults (baseline)")
     n_init = summary.get("n_init", 0)

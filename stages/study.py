@@ -55,6 +55,11 @@ def make_sampler(params: Params) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def own_trials(study: optuna.Study, states: tuple[optuna.trial.TrialState, ...] | None = None) -> list:
+    """The study's trials of this campaign, without prior observations added by a warm start."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if "warm_start_from" not in t.user_attrs]
+
+
 def distributions(params: Params) -> dict[str, Any]:
     """The Optuna distributions of the campaign's space."""
     return {name: optuna_distribution(dim) for name, dim in params.space.items()}
@@ -62,7 +67,7 @@ def distributions(params: Params) -> dict[str, Any]:
 
 def enqueue_design(study: optuna.Study, points: list[dict[str, Any]]) -> int:
     """Enqueues the design points not yet in the study (by position); returns how many were added."""
-    present = len(study.get_trials(deepcopy=False))
+    present = len(own_trials(study))
     for point in points[present:]:
         study.enqueue_trial(point)
     return max(0, len(points) - present)

@@ -28,7 +28,10 @@ def _campaign(ws: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _dvc(ws: Path, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=ws, capture_output=True, text=True, check=True)
+    # As a user with the venv activated: stage commands say `python`.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=ws, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, f"dvc {' '.join(args)} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}"
     return out.stdout + out.stderr
 
 
@@ -95,3 +98,80 @@ def test_bad_params_stop_before_anything_is_written(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "campaign: n_init (9) must be <= n_trials (4)" in done.stderr
     assert sorted(p.name for p in (ws / "campaigns").iterdir()) == ["registry.yaml"]
+
+
+RECORD = ("campaigns/registry.yaml", "dvc.lock")
+CAMPAIGN_RECORD = ("params.yaml", "trials.yaml", "failures.yaml", "lineage.yaml", "warm_start.yaml")
+
+
+def test_dvc_repro_on_a_clean_clone_rebuilds_identical_metrics(campaigns: list[Path], tmp_path: Path) -> None:
+    """Only the decisions and dvc.lock travel (no artefacts, an empty DVC cache): `dvc repro` rebuilds every
+    recorded trial, and its metrics are bit-identical to the recorded ones."""
+    source = campaigns[0]
+    clone = make_workspace(tmp_path / "clone")
+    for rel in RECORD + tuple(f"campaigns/e2e/{f}" for f in CAMPAIGN_RECORD):
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        (clone / rel).write_bytes((source / rel).read_bytes())
+    assert not (clone / "campaigns/e2e/trials").exists() and not (clone / ".dvc/cache").exists()
+    out = _dvc(clone, "repro")
+    assert "Running stage 'train_lora@e2e-t003'" in out
+    for trial in ("baseline", "t000", "t001", "t002", "t003"):
+        rel = f"campaigns/e2e/trials/{trial}/metrics.json"
+        assert (clone / rel).read_bytes() == (source / rel).read_bytes(), rel
+    assert (clone / "campaigns/e2e/report/trials.csv").read_bytes() == (
+        source / "campaigns/e2e/report/trials.csv"
+    ).read_bytes()
+    assert "Data and pipelines are up to date." in _dvc(clone, "status")
+
+
+def test_dvc_metrics_params_and_plots_commands(campaigns: list[Path]) -> None:
+    ws = campaigns[0]
+    shown = _dvc(ws, "metrics", "show", "--json")
+    metrics = json.loads(shown)
+    files = next(iter(metrics.values()))["data"]
+    assert files["campaigns/e2e/trials/t001/metrics.json"]["data"]["state"] == "complete"
+    assert "campaigns/e2e/trials/t001/loss.csv" in _dvc(ws, "plots", "show", "--json")
+    assert "campaigns/e2e/params.yaml" in _dvc(ws, "params", "diff", "--all")
+
+
+def test_trace_prints_lineage_and_finds_a_changed_artefact(campaigns: list[Path]) -> None:
+    ws = campaigns[0]
+    done = _campaign(ws, "trace", "e2e", "t001")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    assert record["params"] and record["seeds"]["train"] and record["code"]["commit"]
+    assert record["hashes"]["adapter"]["md5"].endswith(".dir") and record["libraries"]["litgpt"] == "0.5.13"
+    assert record["evaluation"]["padding_side"] == "right" and record["training"]["tokens_seen"] > 0
+    merged = ws / "campaigns/e2e/trials/t001/merged/lit_model.pth"
+    original = merged.read_bytes()
+    try:
+        merged.write_bytes(original[:-8] + b"\0" * 8)
+        done = _campaign(ws, "trace", "e2e", "t001")
+        assert done.returncode == 2
+        assert "t001: merged modified" in done.stderr
+    finally:
+        merged.write_bytes(original)
+
+
+def test_compare_and_warm_start(campaigns: list[Path]) -> None:
+    ws = campaigns[0]
+    params = (ws / "tests/params.e2e.yaml").read_text()
+    warm = params.replace("name: e2e,", "name: e2e_warm,").replace("n_trials: 4, n_init: 2", "n_trials: 1, n_init: 0")
+    warm = warm.replace("baseline: true}", "baseline: false, warm_start: {campaigns: [e2e]}}")
+    (ws / "warm.yaml").write_text(warm)
+    done = _campaign(ws, "run", "--params", "warm.yaml")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "warm start: 4 prior observations added, 0 outside the space skipped" in done.stdout
+    paths = CampaignPaths("e2e_warm", ws)
+    study = open_study(paths, load_params(paths.params))
+    priors = [t for t in study.trials if "warm_start_from" in t.user_attrs]
+    assert sorted(t.user_attrs["warm_start_from"] for t in priors) == [f"e2e/t00{i}" for i in range(4)]
+    assert all(t.user_attrs["data_hash"] for t in priors)
+    table = (paths.report / "trials.csv").read_text()
+    assert table.count(",prior,") == 4 and "e2e/t003" in table
+    assert "Data and pipelines are up to date." in _dvc(ws, "status")
+
+    done = _campaign(ws, "compare", "e2e", "e2e_warm", "--html", "cmp.html")
+    assert done.returncode == 0, done.stderr
+    assert "campaign.warm_start.campaigns" in done.stdout and "campaign.n_trials" in done.stdout
+    assert (ws / "cmp.html").stat().st_size > 100_000

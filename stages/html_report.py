@@ -1,0 +1,181 @@
+"""Self-contained HTML reports (plotly) for one campaign or a comparison of several.
+
+Sections: optimisation history with best-so-far (and the baseline), parallel coordinates of the hyperparameters
+coloured by score, hyperparameter importance (Optuna's fANOVA evaluator, seeded, over the completed trials),
+score versus cost (training tokens), and the lineage table (seeds, code revision, data and model hashes). Figures
+get fixed element ids and the importance evaluator a fixed seed, so the same record gives the same file.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from stages.compare import CampaignSource, compare, trials_table
+
+PLOTLY_CONFIG = {"displaylogo": False}
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _history(tables: dict[str, pd.DataFrame], baselines: dict[str, float | None], maximize: bool) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for label, table in tables.items():
+        scores = table["score"].astype(float)
+        best = scores.cummax() if maximize else scores.cummin()
+        symbols = ["diamond" if w else "circle" for w in table.get("warm_start", [False] * len(table))]
+        fig.add_trace(
+            go.Scatter(x=table["trial"], y=scores, mode="markers", name=f"{label}: trial", marker={"symbol": symbols})
+        )
+        fig.add_trace(
+            go.Scatter(x=table["trial"], y=best.ffill(), mode="lines", line_shape="hv", name=f"{label}: best so far")
+        )
+        if baselines.get(label) is not None:
+            fig.add_hline(y=baselines[label], line_dash="dash", annotation_text=f"{label}: litgpt defaults")
+    fig.update_layout(title="Optimisation history", xaxis_title="trial", yaxis_title="score", height=420)
+    return fig
+
+
+def _parallel(label: str, table: pd.DataFrame, names: list[str]) -> Any:
+    import plotly.express as px
+
+    done = table[table["state"] == "complete"].copy()
+    cols = [n for n in names if n in done and pd.api.types.is_numeric_dtype(done[n])]
+    return px.parallel_coordinates(
+        done,
+        dimensions=[*cols, "score"],
+        color="score",
+        title=f"{label}: parallel coordinates (completed trials)",
+        height=420,
+    )
+
+
+def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> dict[str, float]:
+    """fANOVA importance of each hyperparameter over the completed trials (empty with fewer than 3)."""
+    import optuna
+    from pydantic import TypeAdapter
+
+    from stages.space import Dimension, optuna_distribution
+
+    done = table[(table["state"] == "complete") & table["score"].notna()]
+    if len(done) < 3:
+        return {}
+
+    adapter: TypeAdapter[Any] = TypeAdapter(Dimension)
+    dists = {n: optuna_distribution(adapter.validate_python(d)) for n, d in space.items()}
+    study = optuna.create_study(direction="maximize" if maximize else "minimize")
+    for _, row in done.iterrows():
+        params = {
+            n: (int(row[n]) if isinstance(dists[n], optuna.distributions.IntDistribution) else row[n]) for n in dists
+        }
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["score"])))
+    if done["score"].nunique() < 2:
+        return {}  # every trial scored the same: no hyperparameter explains any variance
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+
+
+def _importance_figure(label: str, values: dict[str, float]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(x=list(values.values()), y=list(values.keys()), orientation="h"))
+    fig.update_layout(title=f"{label}: hyperparameter importance (fANOVA)", height=320, xaxis_title="importance")
+    return fig
+
+
+def _cost(tables: dict[str, pd.DataFrame]) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for label, table in tables.items():
+        fig.add_trace(go.Scatter(x=table["tokens"], y=table["score"], mode="markers", name=label, text=table["trial"]))
+    fig.update_layout(title="Score versus cost", xaxis_title="training tokens", yaxis_title="score", height=380)
+    return fig
+
+
+def _lineage_table(source: CampaignSource) -> str:
+    lineage = source.yaml(f"{source.dir}/lineage.yaml", {})
+    trials = source.yaml(f"{source.dir}/trials.yaml", {})
+    rows = []
+    for trial in sorted(trials):
+        entry = lineage.get(trial, {})
+        code = entry.get("code") or {}
+        seeds = trials[trial].get("seeds", {})
+        rows.append(
+            {
+                "trial": trial,
+                "seeds": ", ".join(f"{k}={v}" for k, v in seeds.items()),
+                "code": f"{(code.get('commit') or '')[:10]}{'+dirty' if code.get('dirty') else ''}",
+                "data": (entry.get("data_hash") or "")[:12],
+                "base model": (entry.get("base_model_hash") or "")[:12],
+                "warm start from": entry.get("warm_start_from", ""),
+                "wall s": entry.get("wall_seconds"),
+            }
+        )
+    return pd.DataFrame(rows).to_html(index=False, border=0, classes="lineage", na_rep="")
+
+
+def render(specs: list[str], root: Any = None) -> str:
+    """The HTML report of one campaign (one spec) or a comparison (several)."""
+    from pathlib import Path
+
+    root = Path(".") if root is None else Path(root)
+    sources = [CampaignSource.parse(s, root) for s in specs]
+    tables: dict[str, pd.DataFrame] = {}
+    baselines: dict[str, float | None] = {}
+    figures = []
+    maximize = True
+    for source in sources:
+        params = source.yaml(f"{source.dir}/params.yaml", {})
+        maximize = params.get("eval", {}).get("direction", "maximize") == "maximize"
+        table = trials_table(source)
+        tables[source.label] = table
+        baselines[source.label] = (source.json(f"{source.dir}/trials/baseline/metrics.json") or {}).get("score")
+    figures.append(_history(tables, baselines, maximize))
+    for source in sources:
+        params = source.yaml(f"{source.dir}/params.yaml", {})
+        table = tables[source.label]
+        if not table.empty:
+            figures.append(_parallel(source.label, table, list(params.get("space", {}))))
+            values = importances(table, params.get("space", {}), maximize)
+            if values:
+                figures.append(_importance_figure(source.label, values))
+    figures.append(_cost(tables))
+
+    parts = []
+    for i, fig in enumerate(figures):
+        parts.append(
+            fig.to_html(
+                full_html=False,
+                include_plotlyjs="inline" if i == 0 else False,
+                div_id=f"figure-{i}",
+                config=PLOTLY_CONFIG,
+            )
+        )
+    summary, diff = compare(specs, root)
+    title = "Campaign " + sources[0].label if len(sources) == 1 else "Comparison: " + " vs ".join(tables)
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Summary</h2>",
+        summary.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}", na_rep=""),
+    ]
+    if len(sources) > 1:
+        body += [
+            "<h2>What differs</h2>",
+            diff.to_html(index=False, border=0, na_rep="") if not diff.empty else "<p>nothing</p>",
+        ]
+    body += parts
+    for source in sources:
+        body += [f"<h2>Lineage: {html.escape(source.label)}</h2>", _lineage_table(source)]
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse;"
+        "font-size:0.85em} td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )

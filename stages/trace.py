@@ -1,0 +1,138 @@
+"""Trace one trial back to everything its result depends on, and check that the files on disk still match.
+
+The manifest is assembled from the campaign's record, not stored twice: the decision (params and seeds) from
+`trials.yaml`, the content hashes of data, base model, adapter, merged model and metrics from `dvc.lock` (DVC's
+own hashes), code revision, library versions and wall times from `lineage.yaml` (also the Optuna trial's user
+attributes), training and evaluation settings from the frozen params and the trial's metrics. `check` asks DVC
+(`dvc status`) whether each artefact on disk still has its recorded hash.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from stages.layout import CampaignPaths
+from stages.records import read_trial, read_yaml, stage_key
+
+ARTEFACTS = {
+    "data": ("prepare_data@{c}", "campaigns/{c}/data"),
+    "base_model": ("base_model@{c}", "campaigns/{c}/base_model"),
+    "adapter": ("train_lora@{k}", "campaigns/{c}/trials/{t}/adapter"),
+    "train_metrics": ("train_lora@{k}", "campaigns/{c}/trials/{t}/train.json"),
+    "merged": ("merge_lora@{k}", "campaigns/{c}/trials/{t}/merged"),
+    "metrics": ("score@{k}", "campaigns/{c}/trials/{t}/metrics.json"),
+}
+
+
+def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]:
+    """The DVC hash (md5, size, stage) of each artefact of a trial, as `dvc.lock` records it."""
+    lock = read_yaml(paths.root / "dvc.lock", {}).get("stages", {})
+    names = {"c": paths.name, "t": trial, "k": stage_key(paths.name, trial)}
+    hashes: dict[str, dict[str, Any]] = {}
+    for artefact, (stage_tpl, path_tpl) in ARTEFACTS.items():
+        stage, path = stage_tpl.format(**names), path_tpl.format(**names)
+        entry = next(
+            (
+                o
+                for kind in ("outs", "metrics", "plots")
+                for o in lock.get(stage, {}).get(kind, []) or []
+                if o.get("path") == path
+            ),
+            None,
+        )
+        hashes[artefact] = {"stage": stage, "path": path, "md5": entry.get("md5") if entry else None}
+    return hashes
+
+
+def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
+    """Everything a trial's result depends on.
+
+    Args:
+        paths: the campaign.
+        trial: the trial id (t003, baseline).
+
+    Returns:
+        The lineage manifest as a JSON-ready dict.
+    """
+    params = paths.load()
+    record = read_trial(paths, trial)
+    out = paths.trial(trial)
+    train_settings = params.trial_train(record["params"])
+    trained = _read_json(out.train_metrics) or {}
+    scored = _read_json(out.metrics) or {}
+    failures = read_yaml(paths.failures, {})
+    attrs = read_yaml(paths.lineage, {}).get(trial, {})
+    lm_eval = scored.get("lm_eval", {})
+    return {
+        "campaign": paths.name,
+        "trial": trial,
+        "state": "failed" if trial in failures else scored.get("state", "running"),
+        "reason": failures.get(trial) or scored.get("reason"),
+        "params": record["params"],
+        "seeds": record["seeds"],
+        "code": attrs.get("code"),
+        "libraries": attrs.get("libraries"),
+        "content_hashes": {"data": attrs.get("data_hash"), "base_model": attrs.get("base_model_hash")},
+        "hashes": locked_hashes(paths, trial),
+        "training": {
+            "precision": train_settings.precision,
+            "micro_batch_size": train_settings.micro_batch_size,
+            "global_batch_size": train_settings.micro_batch_size * train_settings.gradient_accumulation,
+            "max_steps": train_settings.max_steps,
+            "tokens_seen": trained.get("tokens"),
+            "prompt_style": train_settings.prompt_style,
+        },
+        "evaluation": {
+            "tasks": {t: (lm_eval.get("versions") or {}).get(t) for t in params.eval.tasks},
+            "num_fewshot": params.eval.num_fewshot,
+            "limit": params.eval.limit,
+            "batch_size": params.eval.batch_size,
+            "padding_side": lm_eval.get("padding_side"),
+            "dtype": lm_eval.get("dtype"),
+            "device": lm_eval.get("device"),
+        },
+        "score": scored.get("score"),
+        "wall_seconds": {
+            "trial": attrs.get("wall_seconds"),
+            "train_loop": trained.get("wall_seconds"),
+            **(attrs.get("stage_seconds") or {}),
+        },
+    }
+
+
+def check(paths: CampaignPaths, trial: str) -> dict[str, str]:
+    """Each artefact's state on disk against its recorded hash: `ok`, `modified`, `deleted` or `not recorded`."""
+    hashes = locked_hashes(paths, trial)
+    stages = sorted({h["stage"] for h in hashes.values()})
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json", *stages],
+        cwd=paths.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    status = json.loads(out.stdout or "{}") if out.returncode == 0 else {}
+    changed: dict[str, str] = {}
+    for entries in status.values():
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict):
+                for kind in ("changed outs", "changed deps"):
+                    for path, state in (entry.get(kind) or {}).items():
+                        changed[path] = state
+    result = {}
+    for artefact, h in hashes.items():
+        if h["md5"] is None:
+            result[artefact] = "not recorded"
+        elif not (paths.root / h["path"]).exists():
+            result[artefact] = "deleted"
+        else:
+            result[artefact] = changed.get(h["path"], "ok")
+    return result
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
