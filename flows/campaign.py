@@ -1,7 +1,8 @@
 """The campaign flow: the story of a campaign, told with Prefect tasks; every computation is a DVC stage.
 
 prepare (validate, record, `dvc repro design@<campaign>` which builds data and base model) → baseline →
-loop (ask the proposer → record the decision → `dvc repro score@<trial>` → tell the study) → report.
+interrupted trials again → loop (ask the proposer → record the decision → `dvc repro score@<trial>` on the
+task runner, `workers` at a time → tell the study) → report.
 """
 
 from __future__ import annotations
@@ -19,15 +20,32 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 import optuna  # noqa: E402
 from prefect import flow, task  # noqa: E402
+from prefect.futures import PrefectFuture, as_completed  # noqa: E402
 
 from flows.dvc import ReproError, repro  # noqa: E402
 from stages.base_model import resolve_checkpoint  # noqa: E402
 from stages.config import Params, derive_seed, trial_id  # noqa: E402
 from stages.layout import CampaignPaths  # noqa: E402
 from stages.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions  # noqa: E402
-from stages.records import record_failure, record_lineage, record_trial, stage_key, start_campaign  # noqa: E402
+from stages.records import (  # noqa: E402
+    record_failure,
+    record_lineage,
+    record_trial,
+    records_lock,
+    stage_key,
+    start_campaign,
+)
 from stages.report import BASELINE  # noqa: E402
-from stages.study import ask, enqueue_design, open_study, own_trials  # noqa: E402
+from stages.study import (  # noqa: E402
+    ask,
+    claim,
+    enqueue_design,
+    fail_stale,
+    heartbeat,
+    open_study,
+    orphaned,
+    own_trials,
+)
 from stages.warm_start import warm_start  # noqa: E402
 
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
@@ -88,9 +106,17 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
     return json.loads((paths.report / "best.json").read_text())
 
 
-@flow(name="campaign")
+class CampaignStopped(RuntimeError):
+    """The campaign stopped itself (too many failures); the message says why."""
+
+
+@flow(name="campaign")  # Prefect's default task runner is a ThreadPoolTaskRunner: submitted trials run at once
 def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
-    """Runs (or resumes) the campaign declared in `params_file` and returns its best-trial summary."""
+    """Runs (or resumes) the campaign declared in `params_file` and returns its best-trial summary.
+
+    With `campaign.workers: N`, N trials run at once on the flow's task runner; several `campaign run`
+    processes may share one campaign (its study and records), each running trials the others do not.
+    """
     paths, params, lineage = prepare(params_file)
     seeds = {
         "sampler": derive_seed(params.campaign.seed, "sampler"),
@@ -99,10 +125,11 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
         "eval": derive_seed(params.campaign.seed, "eval"),
     }
     study = open_study(paths, params)
-    warm = warm_start(study, paths, params, lineage)
+    with records_lock(paths.root):  # one process enqueues the design and adds the priors
+        warm = warm_start(study, paths, params, lineage)
+        enqueue_design(study, json.loads(paths.design.read_text()))
     if warm["added"] or warm["skipped"]:
         print(f"warm start: {warm['added']} prior observations added, {warm['skipped']} outside the space skipped")
-    enqueue_design(study, json.loads(paths.design.read_text()))
     progress = Progress(params)
 
     baseline_metrics = paths.trial(BASELINE).metrics
@@ -115,18 +142,51 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
     elif params.campaign.baseline:
         progress.show(BASELINE, params.baseline_values(), json.loads(baseline_metrics.read_text()))
 
-    # A trial left running by a stopped process has its decision recorded: run it again, then tell.
-    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        _finish(study, paths, optuna.trial.Trial(study, frozen._trial_id), progress)
+    # Trials left running by a process that was stopped have their decision recorded: they were interrupted,
+    # not failed, and run again under the same id before anything new is asked.
+    fail_stale(study)
+    queue: list[optuna.trial.Trial] = []
+    with records_lock(paths.root):
+        for frozen in orphaned(study):
+            trial = optuna.trial.Trial(study, frozen._trial_id)
+            claim(trial)
+            tid = trial_id(trial.number)
+            trial.set_user_attr("interrupted", int(frozen.user_attrs.get("interrupted", 0)) + 1)
+            record_trial(paths, tid, dict(frozen.params), seeds)  # in case the stop came before the record
+            record_lineage(paths, tid, {"interrupted": trial.user_attrs["interrupted"]})
+            print(f"{tid:>8}  interrupted earlier: running it again", flush=True)
+            queue.append(trial)
 
-    while len(own_trials(study, FINISHED)) < params.campaign.n_trials:
-        trial = ask(study, params)
-        tid = trial_id(trial.number)
-        for key, value in {"trial_id": tid, "seeds": seeds, **lineage}.items():
-            trial.set_user_attr(key, value)
-        record_trial(paths, tid, trial.params, seeds)
-        record_lineage(paths, tid, lineage)
-        _finish(study, paths, trial, progress)
+    running: dict[PrefectFuture, tuple[optuna.trial.Trial, Any]] = {}
+    while True:
+        while len(running) < params.campaign.workers:
+            next_trial = queue.pop(0) if queue else _propose(study, paths, params, seeds, lineage)
+            if next_trial is None:
+                break
+            future = run_trial.submit(paths, trial_id(next_trial.number))
+            running[future] = (next_trial, heartbeat(study, next_trial))
+        if not running:
+            break
+        done = next(as_completed(list(running)))
+        trial, stop_heartbeat = running.pop(done)
+        stop_heartbeat()
+        _finish(study, paths, trial, _result(done, paths, trial_id(trial.number)), progress)
+        failed = len(own_trials(study, (optuna.trial.TrialState.FAIL,)))
+        limit = params.campaign.max_failures
+        if limit is not None and failed > limit:
+            for future in running:
+                _finish(
+                    study,
+                    paths,
+                    running[future][0],
+                    _result(future, paths, trial_id(running[future][0].number)),
+                    progress,
+                )
+            report(paths)
+            raise CampaignStopped(
+                f"campaign.max_failures: {failed} trials failed, more than the {limit} allowed; "
+                f"see campaigns/{paths.name}/failures.yaml and report/trials.csv"
+            )
 
     summary = report(paths)
     progress.final(summary)
@@ -136,25 +196,58 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
 
 
+def _propose(
+    study: optuna.Study, paths: CampaignPaths, params: Params, seeds: dict[str, int], lineage: dict[str, Any]
+) -> optuna.trial.Trial | None:
+    """Asks for the next trial and records its decision, or returns None when the budget is spent (counting
+    trials that other processes are running)."""
+    with records_lock(paths.root):
+        started = own_trials(study, (*FINISHED, optuna.trial.TrialState.RUNNING))
+        if len(started) >= params.campaign.n_trials:
+            return None
+        trial = ask(study, params)
+        claim(trial)
+        tid = trial_id(trial.number)
+        for key, value in {"trial_id": tid, "seeds": seeds, **lineage}.items():
+            trial.set_user_attr(key, value)
+        record_trial(paths, tid, trial.params, seeds)
+        record_lineage(paths, tid, lineage)
+    return trial
+
+
 def _costs(result: dict[str, Any]) -> dict[str, Any]:
     return {"wall_seconds": result.get("wall_seconds"), "stage_seconds": result.get("stage_seconds")}
 
 
+def _failure(paths: CampaignPaths, trial: str, err: Exception) -> dict[str, Any]:
+    """Records a trial that raised as failed, with the exception's own line as the reason."""
+    lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]
+    reason = lines[-1] if lines else (str(err).splitlines() or [type(err).__name__])[0]
+    record_failure(paths, trial, reason)
+    return {"state": "failed", "reason": reason, "score": None}
+
+
 def _attempt(paths: CampaignPaths, trial: str) -> dict[str, Any]:
-    """Runs a trial; a trial that raises is recorded as failed with its reason and the campaign goes on."""
+    """Runs a trial in this thread; a trial that raises is recorded as failed and the campaign goes on."""
     try:
         return run_trial(paths, trial)
     except ReproError as err:
-        lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]
-        reason = lines[-1] if lines else str(err).splitlines()[0]
-        record_failure(paths, trial, reason)
-        return {"state": "failed", "reason": reason, "score": None}
+        return _failure(paths, trial, err)
 
 
-def _finish(study: optuna.Study, paths: CampaignPaths, trial: optuna.trial.Trial, progress: Progress) -> None:
-    """Runs a recorded trial and tells the study its score, or that it failed and why."""
+def _result(future: PrefectFuture, paths: CampaignPaths, trial: str) -> dict[str, Any]:
+    """The submitted trial's metrics, or its recorded failure."""
+    try:
+        return future.result()
+    except ReproError as err:
+        return _failure(paths, trial, err)
+
+
+def _finish(
+    study: optuna.Study, paths: CampaignPaths, trial: optuna.trial.Trial, result: dict[str, Any], progress: Progress
+) -> None:
+    """Tells the study a trial's score, or that it failed and why."""
     tid = trial_id(trial.number)
-    result = _attempt(paths, tid)
     for key, value in _costs(result).items():
         trial.set_user_attr(key, value)
     record_lineage(paths, tid, _costs(result))

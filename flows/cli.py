@@ -30,13 +30,18 @@ def run(
     params: Annotated[Path, typer.Option("--params", "-p", help="campaign params file")] = Path("params.yaml"),
 ) -> None:
     """Run (or resume) the campaign declared in a params file."""
-    try:
-        load_params(params)  # bad input stops here, before anything is written
-    except ParamsError as err:
-        raise _fail(str(err)) from None
-    from flows.campaign import campaign
+    from stages.validate import InputError, validate_inputs
 
-    campaign(str(params))
+    try:  # bad input stops here, before anything is written
+        validate_inputs(load_params(params))
+    except (ParamsError, InputError) as err:
+        raise _fail(str(err)) from None
+    from flows.campaign import CampaignStopped, campaign
+
+    try:
+        campaign(str(params))
+    except CampaignStopped as err:
+        raise _fail(str(err)) from None
 
 
 @app.command()

@@ -65,6 +65,9 @@ class CampaignSection(_Section):
     acquisition: Literal["EI", "PI", "LCB", "gp_hedge"] = "EI"
     baseline: bool = True
     warm_start: WarmStart = WarmStart()
+    workers: int = Field(default=1, ge=1, description="trials run at once by this process")
+    max_failures: int | None = Field(default=None, ge=0, description="stop once more trials than this failed")
+    storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
 
     @model_validator(mode="after")
     def _check_budget(self) -> CampaignSection:

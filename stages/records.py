@@ -3,17 +3,22 @@
 `campaigns/<name>/trials.yaml` maps each trial id to its hyperparameters and seeds; it is written before the
 trial runs (decisions are data), and each trial's stages depend on exactly their own entry. The workspace
 registry `campaigns/registry.yaml` lists campaigns and trials for dvc.yaml's `foreach`. Writes are atomic
-(write a temporary file, then rename), so a crash never leaves a torn record.
+(write a temporary file, then rename), so a crash never leaves a torn record, and every read-modify-write holds
+the workspace's file lock (`filelock`), so threads and processes sharing a workspace never lose an update.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock
 
 from stages.config import Params, ParamsError, load_params
 from stages.layout import REGISTRY, CampaignPaths
@@ -43,6 +48,19 @@ def write_yaml(path: Path, content: Any) -> None:
     os.replace(tmp, path)
 
 
+@cache
+def _lock(path: str) -> FileLock:
+    return FileLock(path)  # thread-local: threads exclude each other, a thread may re-enter
+
+
+@contextmanager
+def records_lock(root: Path = Path(".")) -> Iterator[None]:
+    """Holds the workspace's records lock (re-entrant within a process)."""
+    (root / REGISTRY).parent.mkdir(parents=True, exist_ok=True)
+    with _lock(str((root / REGISTRY).with_name(".records.lock").resolve())):
+        yield
+
+
 def read_trials(paths: CampaignPaths) -> dict[str, dict[str, Any]]:
     """All recorded trials of a campaign: id -> {params, seeds}."""
     return read_yaml(paths.trials, {})
@@ -58,38 +76,42 @@ def read_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
 
 def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds: dict[str, int]) -> None:
     """Writes a trial's decision and registers its stages for DVC."""
-    trials = read_trials(paths)
-    trials[trial] = {"params": params, "seeds": seeds}
-    write_yaml(paths.trials, trials)
-    registry = read_registry(paths.root)
-    registry["trials"][stage_key(paths.name, trial)] = {"campaign": paths.name, "trial": trial}
-    write_yaml(paths.root / REGISTRY, registry)
+    with records_lock(paths.root):
+        trials = read_trials(paths)
+        trials[trial] = {"params": params, "seeds": seeds}
+        write_yaml(paths.trials, trials)
+        registry = read_registry(paths.root)
+        registry["trials"][stage_key(paths.name, trial)] = {"campaign": paths.name, "trial": trial}
+        write_yaml(paths.root / REGISTRY, registry)
 
 
 def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any]) -> None:
     """Adds to a trial's lineage entry (code revision, library versions, hashes, wall times) in `lineage.yaml`."""
-    entries = read_yaml(paths.lineage, {})
-    entries[trial] = {**entries.get(trial, {}), **lineage}
-    write_yaml(paths.lineage, entries)
+    with records_lock(paths.root):
+        entries = read_yaml(paths.lineage, {})
+        entries[trial] = {**entries.get(trial, {}), **lineage}
+        write_yaml(paths.lineage, entries)
 
 
 def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
     """Records a trial that raised and withdraws its stages from DVC (they have no outputs to track)."""
-    failures = read_yaml(paths.failures, {})
-    failures[trial] = reason
-    write_yaml(paths.failures, failures)
-    registry = read_registry(paths.root)
-    registry["trials"].pop(stage_key(paths.name, trial), None)
-    write_yaml(paths.root / REGISTRY, registry)
+    with records_lock(paths.root):
+        failures = read_yaml(paths.failures, {})
+        failures[trial] = reason
+        write_yaml(paths.failures, failures)
+        registry = read_registry(paths.root)
+        registry["trials"].pop(stage_key(paths.name, trial), None)
+        write_yaml(paths.root / REGISTRY, registry)
 
 
 def register_campaign(paths: CampaignPaths, params: Params) -> None:
     """Adds the campaign's own stages (prepare_data, base_model, design, report) to the registry, with the
     files outside the campaign folder that they read (the data file; the corpus or the user's checkpoint)."""
-    registry = read_registry(paths.root)
-    model_source = params.model.checkpoint_dir or params.data.corpus
-    registry["campaigns"][paths.name] = {"data": str(params.data.path), "model_source": str(model_source)}
-    write_yaml(paths.root / REGISTRY, registry)
+    with records_lock(paths.root):
+        registry = read_registry(paths.root)
+        model_source = params.model.checkpoint_dir or params.data.corpus
+        registry["campaigns"][paths.name] = {"data": str(params.data.path), "model_source": str(model_source)}
+        write_yaml(paths.root / REGISTRY, registry)
 
 
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
@@ -115,6 +137,11 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
     params = load_params(params_file)
     paths = CampaignPaths(params.campaign.name, root)
     frozen = params.model_dump(mode="json")
+    with records_lock(root):
+        return _start(paths, params, frozen, params_file)
+
+
+def _start(paths: CampaignPaths, params: Params, frozen: dict, params_file: Path) -> tuple[CampaignPaths, Params]:
     if paths.params.is_file():
         existing = read_yaml(paths.params, {})
         if existing != frozen:
