@@ -48,6 +48,8 @@ from stages.study import (  # noqa: E402
 )
 from stages.warm_start import warm_start  # noqa: E402
 
+# DVC's per-output locks fail at once ("is busy") rather than wait: such errors are retried with this backoff.
+BACKOFF: list[float] = [2, 5, 10, 20, 30]
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
 
 
@@ -61,7 +63,7 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(name="prepare")
+@task(name="prepare", retries=5, retry_delay_seconds=BACKOFF, retry_condition_fn=_is_transient)
 def prepare(params_file: str) -> tuple[CampaignPaths, Params, dict[str, Any]]:
     """Validates and records the campaign, then builds its data, base model and design through DVC."""
     paths, params = start_campaign(Path(params_file))
@@ -78,7 +80,7 @@ def prepare(params_file: str) -> tuple[CampaignPaths, Params, dict[str, Any]]:
     return paths, params, lineage
 
 
-@task(name="run-trial", retries=2, retry_delay_seconds=2, retry_condition_fn=_is_transient)
+@task(name="run-trial", retries=5, retry_delay_seconds=BACKOFF, retry_condition_fn=_is_transient)
 def run_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     """Runs a recorded trial's stages (train_lora → merge_lora → score) through DVC; returns its metrics."""
     start = time.perf_counter()
@@ -89,7 +91,8 @@ def run_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
         starts.append((stage, time.perf_counter()))
         print(f"  {trial}  {stage} …", flush=True)
 
-    repro([f"score@{key}"], paths.dir / "logs" / f"{trial}.log", on_stage=show)
+    stages = [f"train_lora@{key}", f"merge_lora@{key}", f"score@{key}"]
+    repro(stages, paths.dir / "logs" / f"{trial}.log", on_stage=show, single_item=True)
     end = time.perf_counter()
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(end - start, 3)
@@ -99,7 +102,7 @@ def run_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     return metrics
 
 
-@task(name="report")
+@task(name="report", retries=5, retry_delay_seconds=BACKOFF, retry_condition_fn=_is_transient)
 def report(paths: CampaignPaths) -> dict[str, Any]:
     """Aggregates the campaign through DVC's report stage."""
     repro([f"report@{paths.name}"], paths.dir / "logs" / "report.log")

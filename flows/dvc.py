@@ -25,13 +25,17 @@ class ReproError(RuntimeError):
         self.transient = transient
 
 
-def repro(targets: list[str], log_file: Path, on_stage: Callable[[str], None] | None = None) -> None:
-    """Runs `dvc repro <targets>` (with their upstream stages), appending its output to `log_file`.
+def repro(
+    targets: list[str], log_file: Path, on_stage: Callable[[str], None] | None = None, *, single_item: bool = False
+) -> None:
+    """Runs `dvc repro <targets>`, appending its output to `log_file`.
 
     Args:
         targets: stage names such as `score@default-t003`.
         log_file: where DVC's and the stages' output goes.
         on_stage: called with the stage name (train_lora, …) each time DVC starts one.
+        single_item: reproduce exactly the targets, in order, without checking their upstream stages (which
+            would take write locks that other trials' stages, reading the same base model, hold).
 
     Raises:
         ReproError: with the last lines of the output.
@@ -43,7 +47,7 @@ def repro(targets: list[str], log_file: Path, on_stage: Callable[[str], None] | 
     log_file.parent.mkdir(parents=True, exist_ok=True)
     tail: list[str] = []
     with log_file.open("a") as log:
-        cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *targets]
+        cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *(["-s"] if single_item else []), *targets]
         log.write(f"$ {' '.join(cmd[1:])}\n")
         log.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -63,6 +63,13 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
             raise InputError(f"campaign.warm_start.campaigns: no campaign {name!r} under campaigns/")
 
 
+class _TaskLoader(yaml.SafeLoader):
+    """A safe loader that reads lm-eval's `!function module.name` tags as plain strings."""
+
+
+_TaskLoader.add_multi_constructor("!", lambda loader, suffix, node: f"!{suffix}")
+
+
 def available_tasks(params: Params, *, has_choices: bool, root: Path = Path(".")) -> dict[str, list[str] | None]:
     """Task name -> the metrics it reports (None where only lm-eval knows, for its built-in tasks)."""
     tasks: dict[str, list[str] | None] = {}
@@ -83,6 +90,14 @@ def _task_folder(folder: Path) -> dict[str, list[str] | None]:
     """The tasks of a user's lm-eval task folder, loaded by lm-eval itself."""
     if not folder.is_dir():
         raise InputError(f"eval.task_dir: {folder} is not a folder; expected lm-eval task YAMLs")
+    # lm-eval skips a YAML it cannot parse without a word; say which file is broken instead.
+    for path in sorted(folder.rglob("*.yaml")):
+        try:
+            yaml.load(path.read_text(), Loader=_TaskLoader)  # noqa: S506 (safe loader that keeps !function tags)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise InputError(f"eval.task_dir: {path}:{where} is not valid YAML; expected an lm-eval task") from None
     from lm_eval.tasks import TaskManager
 
     try:
@@ -95,10 +110,7 @@ def _task_folder(folder: Path) -> dict[str, list[str] | None]:
         yaml_path = info.get("yaml_path")
         metrics: list[str] | None = None
         if isinstance(yaml_path, str) and Path(yaml_path).is_file():
-            try:
-                config: Any = yaml.safe_load(Path(yaml_path).read_text())
-            except yaml.YAMLError as err:
-                raise InputError(f"eval.task_dir: {yaml_path} is not valid YAML: {err}") from None
+            config: Any = yaml.load(Path(yaml_path).read_text(), Loader=_TaskLoader)  # noqa: S506
             listed = (config or {}).get("metric_list") if isinstance(config, dict) else None
             metrics = [m["metric"] for m in listed if isinstance(m, dict) and "metric" in m] if listed else None
         tasks[name] = metrics

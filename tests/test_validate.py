@@ -1,0 +1,108 @@
+"""Every input is checked before anything is written: one message naming the key or file, the value and what
+was expected; a non-zero exit; nothing under campaigns/ changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.config import load_params
+from stages.validate import InputError, validate_inputs
+
+
+def _params(ws: Path, **changes: object):
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = raw
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    path = ws / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _error(ws: Path, **changes: object) -> str:
+    with pytest.raises(InputError) as err:
+        validate_inputs(load_params(_params(ws, **changes)), ws)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_default_inputs_are_valid(workspace: Path) -> None:
+    validate_inputs(load_params(workspace / "params.yaml"), workspace)
+
+
+def test_data_file_with_a_malformed_line(workspace: Path) -> None:
+    lines = (workspace / "data/tinytopic.jsonl").read_text().splitlines()
+    lines[41] = lines[41][:-5]
+    (workspace / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    message = _error(workspace, data__path="bad.jsonl")
+    assert message.startswith("data.path: ") and "bad.jsonl: line 42: not valid JSON" in message
+    assert "nope.jsonl: file not found" in _error(workspace, data__path="nope.jsonl")
+
+
+def test_split_larger_than_the_data(workspace: Path) -> None:
+    assert "data.n_val + data.n_eval: got 100 + 5000 for 1600 records" in _error(workspace, data__n_eval=5000)
+
+
+def test_unknown_task_and_metric(workspace: Path) -> None:
+    message = _error(workspace, eval__tasks=["hellaswag"])
+    assert message == "eval.tasks: unknown task 'hellaswag'; expected one of: tinytopic, tinytopic_gen"
+    message = _error(workspace, eval__metric="f1")
+    assert message == "eval.metric: got 'f1'; task 'tinytopic' reports acc"
+
+
+def test_checkpoint_folder_missing_files(workspace: Path) -> None:
+    ckpt = workspace / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "model_config.yaml").write_text("name: x\n")
+    message = _error(workspace, model__checkpoint_dir=str(ckpt))
+    assert message == (f"model.checkpoint_dir: {ckpt} is missing lit_model.pth, tokenizer_config.json, "
+                       "tokenizer.json or tokenizer.model")
+
+
+def test_task_folder_that_does_not_load(workspace: Path) -> None:
+    folder = workspace / "tasks"
+    folder.mkdir()
+    (folder / "broken.yaml").write_text("task: broken\ndataset_path: json\nmetric_list: [unclosed\n")
+    message = _error(workspace, eval__task_dir="tasks", eval__tasks=["broken"])
+    assert message.startswith("eval.task_dir: ") and "broken.yaml: line 4 is not valid YAML" in message
+    empty = workspace / "empty"
+    empty.mkdir()
+    assert "holds no lm-eval task" in _error(workspace, eval__task_dir="empty")
+
+
+def test_warm_start_source_missing(workspace: Path) -> None:
+    message = _error(workspace, campaign__warm_start={"campaigns": ["earlier"]})
+    assert message == "campaign.warm_start.campaigns: no campaign 'earlier' under campaigns/"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"space__lora_r__low": 64}, "space.lora_r: "),
+        ({"campaign__sampler": "bayes"}, "campaign.sampler: got 'bayes'"),
+        ({"data__n_eval": 5000}, "data.n_val + data.n_eval"),
+    ],
+)
+def test_cli_exits_non_zero_and_writes_nothing(workspace: Path, changes: dict, expected: str) -> None:
+    before = sorted(p.relative_to(workspace) for p in (workspace / "campaigns").rglob("*"))
+    registry = (workspace / "campaigns/registry.yaml").read_text()
+    env = {**os.environ, "PREFECT_HOME": str(workspace / ".prefect")}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--params", str(_params(workspace, **changes))],
+                          cwd=workspace, capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert expected in done.stderr and done.stderr.count("\n") == 1
+    assert sorted(p.relative_to(workspace) for p in (workspace / "campaigns").rglob("*")) == before
+    assert (workspace / "campaigns/registry.yaml").read_text() == registry
+    assert not (workspace / ".prefect").exists() or not json.dumps(done.stdout).count("campaign")
+    shutil.rmtree(workspace / ".prefect", ignore_errors=True)
