@@ -141,17 +141,27 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
         return _start(paths, params, frozen, params_file)
 
 
+# How a process runs the campaign, not what the campaign is: may differ between runs and processes.
+OPERATIONAL = ("workers", "max_failures", "storage")
+
+
+def _identity(params: dict) -> dict:
+    campaign = {k: v for k, v in params.get("campaign", {}).items() if k not in OPERATIONAL}
+    return {**params, "campaign": campaign}
+
+
 def _start(paths: CampaignPaths, params: Params, frozen: dict, params_file: Path) -> tuple[CampaignPaths, Params]:
     if paths.params.is_file():
         existing = read_yaml(paths.params, {})
-        if existing != frozen:
-            changed = sorted(k for k in frozen if frozen.get(k) != existing.get(k))
+        if _identity(existing) != _identity(frozen):
+            changed = sorted(k for k in frozen if _identity(frozen).get(k) != _identity(existing).get(k))
             raise ParamsError(
                 f"{params_file}: campaign {paths.name!r} already exists with different settings "
                 f"(sections {', '.join(changed)}); expected the same declaration to resume it, "
                 "or a new campaign.name"
             )
-    write_yaml(paths.params, frozen)
+    if not paths.params.is_file():
+        write_yaml(paths.params, frozen)
     for path in (paths.trials, paths.failures, paths.warm_start):
         if not path.is_file():
             write_yaml(path, {})

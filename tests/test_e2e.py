@@ -175,3 +175,76 @@ def test_compare_and_warm_start(campaigns: list[Path]) -> None:
     assert done.returncode == 0, done.stderr
     assert "campaign.warm_start.campaigns" in done.stdout and "campaign.n_trials" in done.stdout
     assert (ws / "cmp.html").stat().st_size > 100_000
+
+
+def _start(ws: Path, params: str) -> subprocess.Popen:
+    env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--params", params],
+        cwd=ws,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _stage_runs(ws: Path, campaign: str = "e2e") -> dict[str, int]:
+    """How many times DVC started each trial's train_lora, from the trials' logs."""
+    runs: dict[str, int] = {}
+    for log in sorted((ws / "campaigns" / campaign / "logs").glob("t*.log")):
+        runs[log.stem] = log.read_text().count(f"Running stage 'train_lora@{campaign}-{log.stem}'")
+    return runs
+
+
+def test_sigkill_at_random_points_then_resume_gives_the_same_campaign(campaigns: list[Path], tmp_path: Path) -> None:
+    """Kill the campaign (its whole process group, as a scheduler does) at random moments, run it again each
+    time: nothing completed is lost or re-run, the interrupted trial runs again, and the final trials.csv equals
+    the uninterrupted run's."""
+    import random
+    import signal
+    import time
+
+    ws = make_workspace(tmp_path / "ws")
+    rng = random.Random(2026)
+    kills = 0
+    for _ in range(2):
+        proc = _start(ws, "tests/params.e2e.yaml")
+        time.sleep(rng.uniform(40, 110))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    done = _campaign(ws, "run", "--params", "tests/params.e2e.yaml")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert kills >= 1
+    reference = campaigns[0] / "campaigns/e2e/report/trials.csv"
+    assert (ws / "campaigns/e2e/report/trials.csv").read_text() == reference.read_text()
+    paths = CampaignPaths("e2e", ws)
+    study = open_study(paths, load_params(paths.params))
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 4, "interrupted trials are not failures of their config"
+    runs = _stage_runs(ws)
+    assert set(runs) == {"t000", "t001", "t002", "t003"}
+    assert all(1 <= n <= 2 for n in runs.values()) and sum(runs.values()) <= 4 + kills, runs
+    assert "Data and pipelines are up to date." in _dvc(ws, "status")
+
+
+def test_two_processes_share_one_campaign(tmp_path: Path) -> None:
+    """Two `campaign run` processes (one with two workers) on one campaign: every trial runs exactly once."""
+    ws = make_workspace(tmp_path / "ws")
+    text = (ws / "tests/params.e2e.yaml").read_text()
+    (ws / "two.yaml").write_text(text.replace("baseline: true}", "baseline: true, workers: 2}"))
+    (ws / "one.yaml").write_text(text.replace("baseline: true}", "baseline: true, workers: 1}"))
+    first, second = _start(ws, "two.yaml"), _start(ws, "one.yaml")
+    outputs = [p.communicate(timeout=1200)[0] for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs[0][-2000:] + outputs[1][-2000:]
+    paths = CampaignPaths("e2e", ws)
+    study = open_study(paths, load_params(paths.params))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert len(workers) == 2, "both processes ran trials"
+    assert _stage_runs(ws) == {"t000": 1, "t001": 1, "t002": 1, "t003": 1}
+    assert paths.trial("baseline").metrics.is_file()
+    assert "Data and pipelines are up to date." in _dvc(ws, "status")

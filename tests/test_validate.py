@@ -66,8 +66,10 @@ def test_checkpoint_folder_missing_files(workspace: Path) -> None:
     ckpt.mkdir()
     (ckpt / "model_config.yaml").write_text("name: x\n")
     message = _error(workspace, model__checkpoint_dir=str(ckpt))
-    assert message == (f"model.checkpoint_dir: {ckpt} is missing lit_model.pth, tokenizer_config.json, "
-                       "tokenizer.json or tokenizer.model")
+    assert message == (
+        f"model.checkpoint_dir: {ckpt} is missing lit_model.pth, tokenizer_config.json, "
+        "tokenizer.json or tokenizer.model"
+    )
 
 
 def test_task_folder_that_does_not_load(workspace: Path) -> None:
@@ -98,8 +100,13 @@ def test_cli_exits_non_zero_and_writes_nothing(workspace: Path, changes: dict, e
     before = sorted(p.relative_to(workspace) for p in (workspace / "campaigns").rglob("*"))
     registry = (workspace / "campaigns/registry.yaml").read_text()
     env = {**os.environ, "PREFECT_HOME": str(workspace / ".prefect")}
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--params", str(_params(workspace, **changes))],
-                          cwd=workspace, capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--params", str(_params(workspace, **changes))],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 2
     assert expected in done.stderr and done.stderr.count("\n") == 1
     assert sorted(p.relative_to(workspace) for p in (workspace / "campaigns").rglob("*")) == before
