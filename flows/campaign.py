@@ -28,6 +28,7 @@ from stages.config import Params, derive_seed, trial_id  # noqa: E402
 from stages.layout import CampaignPaths  # noqa: E402
 from stages.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions  # noqa: E402
 from stages.records import (  # noqa: E402
+    file_lock,
     record_failure,
     record_lineage,
     record_trial,
@@ -67,10 +68,12 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 def prepare(params_file: str) -> tuple[CampaignPaths, Params, dict[str, Any]]:
     """Validates and records the campaign, then builds its data, base model and design through DVC."""
     paths, params = start_campaign(Path(params_file))
-    repro(
-        [f"design@{paths.name}", f"prepare_data@{paths.name}", f"base_model@{paths.name}"],
-        paths.dir / "logs" / "prepare.log",
-    )
+    # One process prepares; another one starting meanwhile waits here, then finds everything up to date.
+    with file_lock(paths.dir / ".prepare.lock"):
+        repro(
+            [f"design@{paths.name}", f"prepare_data@{paths.name}", f"base_model@{paths.name}"],
+            paths.dir / "logs" / "prepare.log",
+        )
     lineage = {
         "code": code_revision(),
         "data_hash": hash_files(paths.data, DATA_FILES),

@@ -55,9 +55,16 @@ def _lock(path: str) -> FileLock:
 
 @contextmanager
 def records_lock(root: Path = Path(".")) -> Iterator[None]:
-    """Holds the workspace's records lock (re-entrant within a process)."""
-    (root / REGISTRY).parent.mkdir(parents=True, exist_ok=True)
-    with _lock(str((root / REGISTRY).with_name(".records.lock").resolve())):
+    """Holds the workspace's records lock (re-entrant within a thread)."""
+    with file_lock(root / REGISTRY.with_name(".records.lock")):
+        yield
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Holds an exclusive lock on `path` (a lock file) against other threads and processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(str(path.resolve())):
         yield
 
 

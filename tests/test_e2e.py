@@ -229,22 +229,3 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_campaign(campaigns:
     assert set(runs) == {"t000", "t001", "t002", "t003"}
     assert all(1 <= n <= 2 for n in runs.values()) and sum(runs.values()) <= 4 + kills, runs
     assert "Data and pipelines are up to date." in _dvc(ws, "status")
-
-
-def test_two_processes_share_one_campaign(tmp_path: Path) -> None:
-    """Two `campaign run` processes (one with two workers) on one campaign: every trial runs exactly once."""
-    ws = make_workspace(tmp_path / "ws")
-    text = (ws / "tests/params.e2e.yaml").read_text()
-    (ws / "two.yaml").write_text(text.replace("baseline: true}", "baseline: true, workers: 2}"))
-    (ws / "one.yaml").write_text(text.replace("baseline: true}", "baseline: true, workers: 1}"))
-    first, second = _start(ws, "two.yaml"), _start(ws, "one.yaml")
-    outputs = [p.communicate(timeout=1200)[0] for p in (first, second)]
-    assert first.returncode == 0 and second.returncode == 0, outputs[0][-2000:] + outputs[1][-2000:]
-    paths = CampaignPaths("e2e", ws)
-    study = open_study(paths, load_params(paths.params))
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
-    workers = {t.user_attrs["worker"] for t in study.trials}
-    assert len(workers) == 2, "both processes ran trials"
-    assert _stage_runs(ws) == {"t000": 1, "t001": 1, "t002": 1, "t003": 1}
-    assert paths.trial("baseline").metrics.is_file()
-    assert "Data and pipelines are up to date." in _dvc(ws, "status")
