@@ -62,8 +62,8 @@ def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> d
     from stages.space import Dimension, optuna_distribution
 
     done = table[(table["state"] == "complete") & table["score"].notna()]
-    if len(done) < 3:
-        return {}
+    if len(done) < 3 or done["score"].nunique() < 2:
+        return {}  # too few trials, or all scored the same: no hyperparameter explains any variance
 
     adapter: TypeAdapter[Any] = TypeAdapter(Dimension)
     dists = {n: optuna_distribution(adapter.validate_python(d)) for n, d in space.items()}
@@ -73,8 +73,6 @@ def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> d
             n: (int(row[n]) if isinstance(dists[n], optuna.distributions.IntDistribution) else row[n]) for n in dists
         }
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["score"])))
-    if done["score"].nunique() < 2:
-        return {}  # every trial scored the same: no hyperparameter explains any variance
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
 

@@ -38,7 +38,9 @@ def _dvc(ws: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def campaigns(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     runs = []
-    for name in ("first", "second"):
+    # One uninterrupted campaign; test_sigkill_… runs the same campaign again from scratch (killed and resumed on
+    # the way) and compares its trials.csv with this one's.
+    for name in ("first",):
         ws = make_workspace(tmp_path_factory.mktemp(name) / "ws")
         done = _campaign(ws, "run", "--params", "tests/params.e2e.yaml")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -74,11 +76,6 @@ def test_dvc_is_clean_and_repro_is_a_no_op(campaigns: list[Path]) -> None:
     assert "Running stage" not in out
     metrics = _dvc(ws, "metrics", "show")
     assert "campaigns/e2e/trials/t003/metrics.json" in metrics
-
-
-def test_same_seed_from_scratch_gives_identical_trials_csv(campaigns: list[Path]) -> None:
-    first, second = (ws / "campaigns/e2e/report/trials.csv" for ws in campaigns)
-    assert first.read_text() == second.read_text()
 
 
 def test_rerun_resumes_without_rerunning(campaigns: list[Path]) -> None:
@@ -199,9 +196,9 @@ def _stage_runs(ws: Path, campaign: str = "e2e") -> dict[str, int]:
 
 
 def test_sigkill_at_random_points_then_resume_gives_the_same_campaign(campaigns: list[Path], tmp_path: Path) -> None:
-    """Kill the campaign (its whole process group, as a scheduler does) at random moments, run it again each
-    time: nothing completed is lost or re-run, the interrupted trial runs again, and the final trials.csv equals
-    the uninterrupted run's."""
+    """Run the campaign again from scratch with the same seed, killing it (its whole process group, as a scheduler
+    does) at random moments and running it again each time: nothing completed is lost or re-run, the interrupted
+    trial runs again, and the final trials.csv is byte-identical to the uninterrupted run's."""
     import random
     import signal
     import time

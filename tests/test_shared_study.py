@@ -75,7 +75,8 @@ def test_two_processes_share_one_campaign(tmp_path: Path, storage: str | None) -
     paths = CampaignPaths("e2e", ws)
     study = open_study(paths, params)
     if storage:
-        assert isinstance(study._storage, optuna.storages.RDBStorage) and not paths.journal.exists()
+        backend = getattr(study._storage, "_backend", study._storage)  # Optuna caches RDB storages
+        assert isinstance(backend, optuna.storages.RDBStorage) and not paths.journal.exists()
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2, "both processes ran trials"
     assert _stage_runs(ws) == {"t000": 1, "t001": 1, "t002": 1, "t003": 1}
