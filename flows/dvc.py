@@ -46,7 +46,7 @@ def repro(
     env.setdefault("PYTHONUNBUFFERED", "1")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     tail: list[str] = []
-    with log_file.open("a") as log:
+    with log_file.open("a", buffering=1) as log:  # line-buffered: a killed flow loses no line of the log
         cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", *(["-s"] if single_item else []), *targets]
         log.write(f"$ {' '.join(cmd[1:])}\n")
         log.flush()

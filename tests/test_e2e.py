@@ -208,7 +208,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_campaign(campaigns:
     kills = 0
     for _ in range(2):
         proc = _start(ws, "tests/params.e2e.yaml")
-        time.sleep(rng.uniform(40, 110))
+        time.sleep(rng.uniform(30, 90))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
