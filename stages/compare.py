@@ -126,9 +126,14 @@ def settings(source: CampaignSource) -> dict[str, Any]:
     def out_md5(stage: str, path: str) -> str | None:
         return next((o.get("md5") for o in lock.get(stage, {}).get("outs", []) if o.get("path") == path), None)
 
+    # Content hashes of the data splits and model files (lineage.yaml) say whether two campaigns used the same data
+    # and model; DVC's folder hashes also cover files that name the campaign (rendered task YAMLs), so they are the
+    # fallback for records without lineage.
+    lineage = next(iter(source.yaml(f"{source.dir}/lineage.yaml", {}).values()), {})
     flat: dict[str, Any] = {
-        "data.hash": out_md5(f"prepare_data@{source.name}", f"{source.dir}/data"),
-        "base_model.hash": out_md5(f"base_model@{source.name}", f"{source.dir}/base_model"),
+        "data.hash": lineage.get("data_hash") or out_md5(f"prepare_data@{source.name}", f"{source.dir}/data"),
+        "base_model.hash": lineage.get("base_model_hash")
+        or out_md5(f"base_model@{source.name}", f"{source.dir}/base_model"),
         "code.revision": _code_revision(source),
     }
     for section in ("campaign", "space", "data", "model", "train", "eval"):
