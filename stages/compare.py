@@ -129,7 +129,7 @@ def settings(source: CampaignSource) -> dict[str, Any]:
     # Content hashes of the data splits and model files (lineage.yaml) say whether two campaigns used the same data
     # and model; DVC's folder hashes also cover files that name the campaign (rendered task YAMLs), so they are the
     # fallback for records without lineage.
-    lineage = next(iter(source.yaml(f"{source.dir}/lineage.yaml", {}).values()), {})
+    lineage: dict[str, Any] = next(iter(source.yaml(f"{source.dir}/lineage.yaml", {}).values()), {})
     flat: dict[str, Any] = {
         "data.hash": lineage.get("data_hash") or out_md5(f"prepare_data@{source.name}", f"{source.dir}/data"),
         "base_model.hash": lineage.get("base_model_hash")
