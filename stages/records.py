@@ -9,6 +9,7 @@ the workspace's file lock (`filelock`), so threads and processes sharing a works
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,11 @@ def parse_yaml(text: str, default: Any) -> Any:
 def read_yaml(path: Path, default: Any) -> Any:
     """A YAML file's content, or `default` when the file does not exist or is empty."""
     return parse_yaml(path.read_text(), default) if path.is_file() else default
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content (a trial's train.json or metrics.json), or None when it does not exist."""
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_yaml(path: Path, content: Any) -> None:

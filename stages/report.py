@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from stages.layout import CampaignPaths, stage_args
-from stages.records import read_trials, read_yaml
+from stages.records import read_json, read_trials, read_yaml
 
 BASELINE = "baseline"
 
@@ -25,8 +25,8 @@ def collect(paths: CampaignPaths) -> pd.DataFrame:
     rows = []
     for trial, record in sorted(read_trials(paths).items()):
         out = paths.trial(trial)
-        trained = _read_json(out.train_metrics)
-        scored = _read_json(out.metrics)
+        trained = read_json(out.train_metrics)
+        scored = read_json(out.metrics)
         if trial in failures:
             state, reason = "failed", failures[trial]
         elif scored is None:
@@ -147,10 +147,6 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _plain(value: Any) -> Any:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from stages.layout import CampaignPaths
-from stages.records import read_trial, read_yaml, stage_key
+from stages.records import read_json, read_trial, read_yaml, stage_key
 
 ARTEFACTS = {
     "data": ("prepare_data@{c}", "campaigns/{c}/data"),
@@ -62,8 +61,8 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     record = read_trial(paths, trial)
     out = paths.trial(trial)
     train_settings = params.trial_train(record["params"])
-    trained = _read_json(out.train_metrics) or {}
-    scored = _read_json(out.metrics) or {}
+    trained = read_json(out.train_metrics) or {}
+    scored = read_json(out.metrics) or {}
     failures = read_yaml(paths.failures, {})
     attrs = read_yaml(paths.lineage, {}).get(trial, {})
     lm_eval = scored.get("lm_eval", {})
@@ -132,7 +131,3 @@ def check(paths: CampaignPaths, trial: str) -> dict[str, str]:
         else:
             result[artefact] = changed.get(h["path"], "ok")
     return result
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None

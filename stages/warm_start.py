@@ -16,7 +16,7 @@ import optuna
 
 from stages.config import Params
 from stages.layout import CampaignPaths
-from stages.records import read_trials, read_yaml, write_yaml
+from stages.records import read_json, read_trials, read_yaml, write_yaml
 from stages.report import BASELINE
 
 WARM = "warm_start_from"
@@ -50,7 +50,7 @@ def collect_priors(paths: CampaignPaths, params: Params, lineage: dict[str, Any]
         for trial, record in sorted(read_trials(source).items()):
             if trial == BASELINE:
                 continue
-            metrics = read_yaml(source.trial(trial).metrics, None)
+            metrics = read_json(source.trial(trial).metrics)
             if not metrics or metrics.get("state") != "complete" or metrics.get("score") is None:
                 continue
             origin = source_lineage.get(trial, {})
