@@ -41,9 +41,9 @@ def main() -> None:
         subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
         total, _ = timed([sys.executable, "-m", "flows.cli", "run", "--params", args.params], ws)
     sys.path.insert(0, str(ws))
-    from stages.config import load_params
-    from stages.layout import CampaignPaths
-    from stages.study import open_study
+    from hpo.config import load_params
+    from hpo.record.layout import CampaignPaths
+    from hpo.record.study import open_study
 
     params = load_params(ws / args.params)
     paths = CampaignPaths(params.campaign.name, ws)

@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stages.compare import compare  # noqa: E402
-from stages.html_report import render  # noqa: E402
+from hpo.analysis.compare import compare  # noqa: E402
+from hpo.analysis.html_report import render  # noqa: E402
 from tests.synthetic import write_campaign  # noqa: E402
 
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from stages.config import ParamsError, load_params
+from hpo.config import ParamsError, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Reproducible LLM hyperparameter campaigns.")
 
@@ -30,7 +30,7 @@ def run(
     params: Annotated[Path, typer.Option("--params", "-p", help="campaign params file")] = Path("params.yaml"),
 ) -> None:
     """Run (or resume) the campaign declared in a params file."""
-    from stages.validate import InputError, validate_inputs
+    from hpo.validate import InputError, validate_inputs
 
     try:  # bad input stops here, before anything is written
         validate_inputs(load_params(params))
@@ -47,13 +47,14 @@ def run(
 @app.command()
 def status(name: Annotated[str, typer.Argument(help="campaign name under campaigns/")] = "default") -> None:
     """Show a campaign's trials."""
-    from stages.layout import CampaignPaths
-    from stages.report import collect
+    from hpo.analysis.source import CampaignSource
+    from hpo.analysis.table import trials_table
+    from hpo.record.layout import CampaignPaths
 
     paths = CampaignPaths(name)
     if not paths.params.is_file():
         raise _fail(f"no campaign {name!r} (expected {paths.params})")
-    table = collect(paths)
+    table = trials_table(CampaignSource(name))
     if table.empty:
         typer.echo(f"campaign {name}: no trials yet")
         return
@@ -66,8 +67,8 @@ def trace(
     trial: Annotated[str, typer.Argument(help="trial id, e.g. t003 or baseline")],
 ) -> None:
     """Print a trial's lineage and check its artefacts against the hashes DVC recorded."""
-    from stages.layout import CampaignPaths
-    from stages.trace import check, manifest
+    from hpo.analysis.trace import check, manifest
+    from hpo.record.layout import CampaignPaths
 
     paths = CampaignPaths(name)
     if not paths.params.is_file():
@@ -92,7 +93,7 @@ def compare(
     csv: Annotated[Path | None, typer.Option("--csv", help="also write the summary table as CSV")] = None,
 ) -> None:
     """Compare campaigns: best, quantiles, counts, costs, and every setting that differs."""
-    from stages.compare import compare as compare_campaigns
+    from hpo.analysis.compare import compare as compare_campaigns
 
     try:
         summary, diff = compare_campaigns(campaigns)
@@ -105,7 +106,7 @@ def compare(
     if csv:
         summary.to_csv(csv, index=False)
     if html:
-        from stages.html_report import render
+        from hpo.analysis.html_report import render
 
         html.write_text(render(campaigns))
         typer.echo(f"\nwrote {html}")
@@ -117,8 +118,8 @@ def report(
     html: Annotated[Path | None, typer.Option("--html", help="where to write it")] = None,
 ) -> None:
     """Write a campaign's self-contained HTML report (history, parallel coordinates, importance, cost, lineage)."""
-    from stages.compare import CampaignSource
-    from stages.html_report import render
+    from hpo.analysis.html_report import render
+    from hpo.analysis.source import CampaignSource
 
     source = CampaignSource.parse(name)
     if source.read(f"{source.dir}/params.yaml") is None:

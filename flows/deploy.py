@@ -16,7 +16,7 @@ import argparse
 from prefect import serve
 
 from flows.campaign import campaign
-from stages.config import load_params
+from hpo.config import load_params
 
 
 def deployment(params_file: str, cron: str | None, name: str | None = None):  # noqa: ANN201 (prefect's type)

@@ -17,40 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from stages.config import ModelSection, TinyModel
-from stages.layout import stage_args
-from stages.lineage import hash_path
-from stages.litgpt_cli import run_litgpt
-
-POINTER = "checkpoint.json"
-REQUIRED_FILES = ("lit_model.pth", "model_config.yaml", "tokenizer_config.json")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder that litgpt cannot load; the message names the folder and the missing files."""
-
-
-def check_checkpoint(checkpoint_dir: Path) -> None:
-    """Checks that `checkpoint_dir` holds a litgpt checkpoint (weights, config, tokenizer files).
-
-    Raises:
-        CheckpointError: naming the folder and every missing file.
-    """
-    if not checkpoint_dir.is_dir():
-        raise CheckpointError(f"model.checkpoint_dir: {checkpoint_dir} is not a folder; expected a litgpt checkpoint")
-    missing = [f for f in REQUIRED_FILES if not (checkpoint_dir / f).is_file()]
-    if not any((checkpoint_dir / f).is_file() for f in ("tokenizer.json", "tokenizer.model")):
-        missing.append("tokenizer.json or tokenizer.model")
-    if missing:
-        raise CheckpointError(f"model.checkpoint_dir: {checkpoint_dir} is missing {', '.join(missing)}")
-
-
-def resolve_checkpoint(base_model_dir: Path) -> Path:
-    """The checkpoint folder a campaign's base_model stage produced (the tiny model, or the user's folder)."""
-    pointer = base_model_dir / POINTER
-    if pointer.is_file():
-        return Path(json.loads(pointer.read_text())["checkpoint_dir"])
-    return base_model_dir
+from hpo.checkpoint import POINTER, CheckpointError, check_checkpoint
+from hpo.config import ModelSection, TinyModel
+from hpo.litgpt_cli import run_litgpt
+from hpo.record.layout import stage_args
+from hpo.record.lineage import hash_path
 
 
 def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: int) -> dict:

@@ -11,8 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from stages.base_model import resolve_checkpoint
-from stages.layout import stage_args
+from hpo.checkpoint import resolve_checkpoint
+from hpo.record.layout import stage_args
 
 
 def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:

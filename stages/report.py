@@ -13,76 +13,16 @@ from typing import Any
 
 import pandas as pd
 
-from stages.layout import CampaignPaths, stage_args
-from stages.records import read_json, read_trials, read_yaml
-
-BASELINE = "baseline"
-
-
-def collect(paths: CampaignPaths) -> pd.DataFrame:
-    """One row per recorded trial: id, state, score, hyperparameters, cost, reason."""
-    failures = read_yaml(paths.failures, {})
-    rows = []
-    for trial, record in sorted(read_trials(paths).items()):
-        out = paths.trial(trial)
-        trained = read_json(out.train_metrics)
-        scored = read_json(out.metrics)
-        if trial in failures:
-            state, reason = "failed", failures[trial]
-        elif scored is None:
-            state, reason = "running", None
-        else:
-            state, reason = scored["state"], scored.get("reason")
-        rows.append(
-            {
-                "trial": trial,
-                "baseline": trial == BASELINE,
-                "state": state,
-                "score": scored.get("score") if scored else None,
-                **{f"params.{k}": v for k, v in record["params"].items()},
-                "train_tokens": trained.get("tokens") if trained else None,
-                "val_loss": trained.get("val_loss") if trained else None,
-                "reason": reason,
-                "warm_start_from": None,
-                "wall_seconds": trained.get("wall_seconds") if trained else None,
-            }
-        )
-    # Prior observations from a warm start: shown and marked, never candidates for this campaign's best.
-    for prior in read_yaml(paths.warm_start, {}).get("observations", []):
-        rows.append(
-            {
-                "trial": prior["source"],
-                "baseline": False,
-                "state": "prior",
-                "score": prior["score"],
-                **{f"params.{k}": v for k, v in prior["params"].items()},
-                "train_tokens": None,
-                "val_loss": None,
-                "reason": None,
-                "warm_start_from": prior["source"],
-                "wall_seconds": None,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def best_trial(table: pd.DataFrame, direction: str) -> dict[str, Any] | None:
-    """The best complete searched trial (the baseline is not a candidate)."""
-    done = table[(table["state"] == "complete") & ~table["baseline"] & table["score"].notna()]
-    if done.empty:
-        return None
-    row = done.loc[done["score"].idxmax() if direction == "maximize" else done["score"].idxmin()]
-    return {
-        "trial": row["trial"],
-        "score": float(row["score"]),
-        "params": {k.removeprefix("params."): _plain(v) for k, v in row.items() if k.startswith("params.")},
-    }
+from hpo.analysis.source import CampaignSource
+from hpo.analysis.table import best_trial, trials_table
+from hpo.record.files import plain
+from hpo.record.layout import CampaignPaths, stage_args
 
 
 def report(paths: CampaignPaths) -> dict[str, Any]:
     """Writes `report/trials.csv`, `timings.csv`, `best.json` and `history.png`; returns the best-trial record."""
     params = paths.load()
-    table = collect(paths)
+    table = trials_table(CampaignSource(paths.name, root=paths.root))
     paths.report.mkdir(parents=True, exist_ok=True)
     table.drop(columns=["wall_seconds"]).to_csv(paths.report / "trials.csv", index=False)
     table[["trial", "wall_seconds"]].to_csv(paths.report / "timings.csv", index=False)
@@ -94,7 +34,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "direction": params.eval.direction,
         "n_init": params.campaign.n_init,
         "best": best,
-        "baseline_score": _plain(base["score"].iloc[0]) if len(base) else None,
+        "baseline_score": plain(base["score"].iloc[0]) if len(base) else None,
         "completed": int(((table["state"] == "complete") & ~table["baseline"]).sum()),
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
         "warm_start_priors": int((table["state"] == "prior").sum()),
@@ -147,12 +87,6 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
-
-
-def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from stages.config import EvalSection
-from stages.layout import stage_args
-from stages.records import read_trial
+from hpo.config import EvalSection
+from hpo.record.layout import stage_args
+from hpo.record.records import read_trial
 
 
 def make_lm(checkpoint_dir: Path, batch_size: int) -> Any:

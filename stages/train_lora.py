@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stages.base_model import resolve_checkpoint
-from stages.config import TrainSection
-from stages.layout import TrialPaths, stage_args
-from stages.litgpt_cli import run_litgpt
-from stages.records import read_trial
+from hpo.checkpoint import resolve_checkpoint
+from hpo.config import TrainSection
+from hpo.litgpt_cli import run_litgpt
+from hpo.record.layout import TrialPaths, stage_args
+from hpo.record.records import read_trial
 
 
 def finetune_config(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out_dir: Path, seed: int) -> dict:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.compare import compare
-from stages.html_report import importances, render
+from hpo.analysis.compare import compare
+from hpo.analysis.html_report import importances, render
 
 from .synthetic import write_campaign
 
@@ -53,8 +53,9 @@ def test_html_report_is_self_contained_and_stable(workspace: Path) -> None:
 
 
 def test_importance_finds_the_hyperparameter_that_matters(workspace: Path) -> None:
-    from stages.compare import CampaignSource, trials_table
-    from stages.config import load_params
+    from hpo.analysis.source import CampaignSource
+    from hpo.analysis.table import trials_table
+    from hpo.config import load_params
 
     write_campaign(workspace, "a", 40, seed=3)
     table = trials_table(CampaignSource("a", root=workspace))
@@ -64,7 +65,7 @@ def test_importance_finds_the_hyperparameter_that_matters(workspace: Path) -> No
 
 
 def _warm_params(workspace: Path, sources: list[str], allow: bool = False, lr_high: float = 0.3):
-    from stages.config import load_params
+    from hpo.config import load_params
 
     params = load_params(workspace / "params.yaml")
     space = dict(params.space)
@@ -75,8 +76,8 @@ def _warm_params(workspace: Path, sources: list[str], allow: bool = False, lr_hi
 
 
 def test_warm_start_takes_priors_skips_out_of_space_and_checks_hashes(workspace: Path) -> None:
-    from stages.layout import CampaignPaths
-    from stages.warm_start import WarmStartError, collect_priors
+    from hpo.record.layout import CampaignPaths
+    from hpo.search.warm_start import WarmStartError, collect_priors
 
     write_campaign(workspace, "old", 30, seed=4, n_failed=5)
     paths = CampaignPaths("new", workspace)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import LITGPT_LORA_DEFAULTS, ParamsError, load_params
+from hpo.config import LITGPT_LORA_DEFAULTS, ParamsError, load_params
 
 from .conftest import ROOT
 

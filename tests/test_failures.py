@@ -8,9 +8,9 @@ import optuna
 import pytest
 import yaml
 
-from stages.config import load_params
-from stages.layout import CampaignPaths
-from stages.study import open_study
+from hpo.config import load_params
+from hpo.record.layout import CampaignPaths
+from hpo.record.study import open_study
 
 from .conftest import make_workspace
 from .test_e2e import _campaign

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from stages.config import Params, derive_seed, load_params
-from stages.design import latin_hypercube
-from stages.layout import CampaignPaths
-from stages.study import ask, enqueue_design, open_study
+from hpo.config import Params, derive_seed, load_params
+from hpo.record.layout import CampaignPaths
+from hpo.record.study import open_study
+from hpo.search.design import latin_hypercube
+from hpo.search.proposers import ask, enqueue_design
 
 from .conftest import ROOT
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from stages.config import load_params
-from stages.layout import CampaignPaths
-from stages.study import open_study
+from hpo.config import load_params
+from hpo.record.layout import CampaignPaths
+from hpo.record.study import open_study
 
 from .conftest import make_workspace
 from .test_e2e import _dvc, _stage_runs, _start

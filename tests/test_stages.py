@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages.base_model import CheckpointError, base_model, check_checkpoint
-from stages.config import load_params
-from stages.layout import CampaignPaths
+from hpo.checkpoint import CheckpointError, check_checkpoint
+from hpo.config import load_params
+from hpo.data import DataError, read_records
+from hpo.record.layout import CampaignPaths
+from stages.base_model import base_model
 from stages.merge_lora import merge_lora
-from stages.prepare_data import DataError, prepare_data, read_records
+from stages.prepare_data import prepare_data
 from stages.score import score
 from stages.train_lora import train_lora
 

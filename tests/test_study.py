@@ -8,9 +8,10 @@ from pathlib import Path
 
 import optuna
 
-from stages.config import load_params
-from stages.layout import CampaignPaths
-from stages.study import WORKER, ask, claim, open_study, orphaned, repair_journal
+from hpo.config import load_params
+from hpo.record.layout import CampaignPaths
+from hpo.record.study import WORKER, claim, open_study, orphaned, repair_journal
+from hpo.search.proposers import ask
 
 from .conftest import ROOT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from stages.tinytopic import generate
+from hpo.tinytopic import generate
 
 from .conftest import ROOT
 

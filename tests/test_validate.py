@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.config import load_params
-from stages.validate import InputError, validate_inputs
+from hpo.config import load_params
+from hpo.validate import InputError, validate_inputs
 
 
 def _params(ws: Path, **changes: object):

@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from stages.base_model import CheckpointError, check_checkpoint
-from stages.config import Params
-from stages.layout import CampaignPaths
-from stages.prepare_data import TEMPLATES, DataError, read_records
+from hpo.checkpoint import CheckpointError, check_checkpoint
+from hpo.config import Params
+from hpo.data import TEMPLATES, DataError, read_records
+from hpo.record.layout import CampaignPaths
 
 # The metrics each task template of data/tasks reports.
 TEMPLATE_METRICS = {"multiple_choice": ["acc"], "generate_until": ["exact_match"]}

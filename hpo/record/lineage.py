@@ -49,7 +49,7 @@ def code_revision(root: Path = Path(".")) -> dict[str, object]:
         return out.stdout.strip()
 
     commit = git("rev-parse", "HEAD") or None
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "stages", "flows", "pyproject.toml"))
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "hpo", "stages", "flows", "pyproject.toml"))
     return {"commit": commit, "dirty": dirty}
 
 

@@ -14,8 +14,10 @@ import subprocess
 import sys
 from typing import Any
 
-from stages.layout import CampaignPaths
-from stages.records import read_json, read_trial, read_yaml, stage_key
+from hpo.analysis.source import CampaignSource
+from hpo.record.files import read_json, read_yaml
+from hpo.record.layout import CampaignPaths
+from hpo.record.records import read_trial, stage_key
 
 ARTEFACTS = {
     "data": ("prepare_data@{c}", "campaigns/{c}/data"),
@@ -28,22 +30,13 @@ ARTEFACTS = {
 
 
 def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]:
-    """The DVC hash (md5, size, stage) of each artefact of a trial, as `dvc.lock` records it."""
-    lock = read_yaml(paths.root / "dvc.lock", {}).get("stages", {})
+    """The DVC hash (md5, stage, path) of each artefact of a trial, as `dvc.lock` records it."""
+    source = CampaignSource(paths.name, root=paths.root)
     names = {"c": paths.name, "t": trial, "k": stage_key(paths.name, trial)}
     hashes: dict[str, dict[str, Any]] = {}
     for artefact, (stage_tpl, path_tpl) in ARTEFACTS.items():
         stage, path = stage_tpl.format(**names), path_tpl.format(**names)
-        entry = next(
-            (
-                o
-                for kind in ("outs", "metrics", "plots")
-                for o in lock.get(stage, {}).get(kind, []) or []
-                if o.get("path") == path
-            ),
-            None,
-        )
-        hashes[artefact] = {"stage": stage, "path": path, "md5": entry.get("md5") if entry else None}
+        hashes[artefact] = {"stage": stage, "path": path, "md5": source.locked_md5(stage, path)}
     return hashes
 
 

@@ -14,7 +14,9 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from stages.compare import CampaignSource, compare, trials_table
+from hpo.analysis.compare import compare
+from hpo.analysis.source import CampaignSource
+from hpo.analysis.table import searched, trials_table
 
 PLOTLY_CONFIG = {"displaylogo": False}
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -27,7 +29,7 @@ def _history(tables: dict[str, pd.DataFrame], baselines: dict[str, float | None]
     for label, table in tables.items():
         scores = table["score"].astype(float)
         best = scores.cummax() if maximize else scores.cummin()
-        symbols = ["diamond" if w else "circle" for w in table.get("warm_start", [False] * len(table))]
+        symbols = ["diamond" if state == "prior" else "circle" for state in table["state"]]
         fig.add_trace(
             go.Scatter(x=table["trial"], y=scores, mode="markers", name=f"{label}: trial", marker={"symbol": symbols})
         )
@@ -43,7 +45,7 @@ def _history(tables: dict[str, pd.DataFrame], baselines: dict[str, float | None]
 def _parallel(label: str, table: pd.DataFrame, names: list[str]) -> Any:
     import plotly.express as px
 
-    done = table[table["state"] == "complete"].copy()
+    done = table[table["state"] == "complete"].rename(columns=lambda c: c.removeprefix("params."))
     cols = [n for n in names if n in done and pd.api.types.is_numeric_dtype(done[n])]
     return px.parallel_coordinates(
         done,
@@ -59,7 +61,7 @@ def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> d
     import optuna
     from pydantic import TypeAdapter
 
-    from stages.space import Dimension, optuna_distribution
+    from hpo.search.space import Dimension, optuna_distribution
 
     done = table[(table["state"] == "complete") & table["score"].notna()]
     if len(done) < 3 or done["score"].nunique() < 2:
@@ -70,7 +72,12 @@ def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> d
     study = optuna.create_study(direction="maximize" if maximize else "minimize")
     for _, row in done.iterrows():
         params = {
-            n: (int(row[n]) if isinstance(dists[n], optuna.distributions.IntDistribution) else row[n]) for n in dists
+            n: (
+                int(row[f"params.{n}"])
+                if isinstance(dists[n], optuna.distributions.IntDistribution)
+                else row[f"params.{n}"]
+            )
+            for n in dists
         }
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["score"])))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
@@ -90,7 +97,9 @@ def _cost(tables: dict[str, pd.DataFrame]) -> Any:
 
     fig = go.Figure()
     for label, table in tables.items():
-        fig.add_trace(go.Scatter(x=table["tokens"], y=table["score"], mode="markers", name=label, text=table["trial"]))
+        fig.add_trace(
+            go.Scatter(x=table["train_tokens"], y=table["score"], mode="markers", name=label, text=table["trial"])
+        )
     fig.update_layout(title="Score versus cost", xaxis_title="training tokens", yaxis_title="score", height=380)
     return fig
 
@@ -130,7 +139,7 @@ def render(specs: list[str], root: Any = None) -> str:
     for source in sources:
         params = source.yaml(f"{source.dir}/params.yaml", {})
         maximize = params.get("eval", {}).get("direction", "maximize") == "maximize"
-        table = trials_table(source)
+        table = searched(trials_table(source))
         tables[source.label] = table
         baselines[source.label] = (source.json(f"{source.dir}/trials/baseline/metrics.json") or {}).get("score")
     figures.append(_history(tables, baselines, maximize))

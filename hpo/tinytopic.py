@@ -7,7 +7,7 @@ so the tiny base model knows the topics but not the task's `Text: … / Topic:` 
 a small step budget: a learning rate too low leaves the score near chance, one too high diverges, which is what
 makes the hyperparameters matter. Chance is 0.25.
 
-`python -m stages.tinytopic` rewrites `data/tinytopic.jsonl` (task records) and `data/tinytopic_corpus.txt`
+`python -m hpo.tinytopic` rewrites `data/tinytopic.jsonl` (task records) and `data/tinytopic_corpus.txt`
 (pretraining corpus); a test checks that the shipped files equal a fresh generation.
 """
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.config import Params, load_params
+from hpo.config import Params, load_params
 
 CAMPAIGNS_DIR = Path("campaigns")
 REGISTRY = CAMPAIGNS_DIR / "registry.yaml"
+BASELINE = "baseline"  # the id of the trial run at litgpt's default settings, for comparison
 
 
 @dataclass(frozen=True)

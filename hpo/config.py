@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
+from hpo.search.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
 
 # litgpt's own defaults for `litgpt finetune_lora` (litgpt/finetune/lora.py:setup, torch.optim.AdamW): the
 # baseline trial uses them, and tests/test_config.py checks they still match the installed litgpt.
@@ -195,6 +195,10 @@ class Params(_Section):
     def trial_train(self, values: dict[str, Any]) -> TrainSection:
         """The training settings of one trial: the fixed ones with the trial's values applied."""
         return TrainSection.model_validate({**self.train.model_dump(), **values})
+
+    def seeds(self) -> dict[str, int]:
+        """The seeds every trial records, each derived from the campaign seed."""
+        return {name: derive_seed(self.campaign.seed, name) for name in ("sampler", "design", "train", "eval")}
 
     def baseline_values(self) -> dict[str, Any]:
         """The searched hyperparameters at litgpt's defaults (global batch 16), for the baseline trial."""

@@ -1,0 +1,90 @@
+"""The trials table: one row per trial of a campaign, the one view that report, status, compare and the HTML
+report all read.
+
+Columns: `trial`, `baseline`, `state` (complete, failed, running, or prior for a warm-start observation),
+`score`, `params.<name>` for each hyperparameter, `train_tokens`, `val_loss`, `reason`, `warm_start_from`, and
+`wall_seconds` (the training loop's seconds, when recorded; it varies between runs, so the report keeps it out
+of `trials.csv`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from hpo.analysis.source import CampaignSource
+from hpo.record.files import plain
+from hpo.record.layout import BASELINE
+
+COLUMNS = ["trial", "baseline", "state", "score", "train_tokens", "val_loss", "reason", "warm_start_from"]
+
+
+def trials_table(source: CampaignSource) -> pd.DataFrame:
+    """One row per recorded trial (baseline included), then the warm-start priors, from the campaign's record."""
+    trials = source.yaml(f"{source.dir}/trials.yaml", {})
+    failures = source.yaml(f"{source.dir}/failures.yaml", {})
+    rows = []
+    for trial, record in sorted(trials.items()):
+        trained = source.json(f"{source.dir}/trials/{trial}/train.json")
+        scored = source.json(f"{source.dir}/trials/{trial}/metrics.json")
+        if trial in failures:
+            state, reason = "failed", failures[trial]
+        elif scored is None:
+            state, reason = "running", None
+        else:
+            state, reason = scored["state"], scored.get("reason")
+        rows.append(
+            {
+                "trial": trial,
+                "baseline": trial == BASELINE,
+                "state": state,
+                "score": scored.get("score") if scored else None,
+                **{f"params.{k}": v for k, v in record["params"].items()},
+                "train_tokens": trained.get("tokens") if trained else None,
+                "val_loss": trained.get("val_loss") if trained else None,
+                "reason": reason,
+                "warm_start_from": None,
+                "wall_seconds": trained.get("wall_seconds") if trained else None,
+            }
+        )
+    # Prior observations from a warm start: shown and marked, never candidates for this campaign's best.
+    for prior in source.yaml(f"{source.dir}/warm_start.yaml", {}).get("observations", []):
+        rows.append(
+            {
+                "trial": prior["source"],
+                "baseline": False,
+                "state": "prior",
+                "score": prior["score"],
+                **{f"params.{k}": v for k, v in prior["params"].items()},
+                "train_tokens": None,
+                "val_loss": None,
+                "reason": None,
+                "warm_start_from": prior["source"],
+                "wall_seconds": None,
+            }
+        )
+    return pd.DataFrame(rows, columns=None if rows else [*COLUMNS, "wall_seconds"])
+
+
+def searched(table: pd.DataFrame) -> pd.DataFrame:
+    """The trials the search proposed and the priors it was given: the table without the baseline."""
+    return table[~table["baseline"].astype(bool)].reset_index(drop=True)
+
+
+def param_names(table: pd.DataFrame) -> list[str]:
+    """The hyperparameter names of the table's `params.<name>` columns."""
+    return [c.removeprefix("params.") for c in table.columns if c.startswith("params.")]
+
+
+def best_trial(table: pd.DataFrame, direction: str) -> dict[str, Any] | None:
+    """The best complete searched trial (the baseline and priors are not candidates)."""
+    done = table[(table["state"] == "complete") & ~table["baseline"].astype(bool) & table["score"].notna()]
+    if done.empty:
+        return None
+    row = done.loc[done["score"].idxmax() if direction == "maximize" else done["score"].idxmin()]
+    return {
+        "trial": row["trial"],
+        "score": float(row["score"]),
+        "params": {k.removeprefix("params."): plain(v) for k, v in row.items() if k.startswith("params.")},
+    }

@@ -1,0 +1,218 @@
+"""A campaign's bookkeeping behind one small interface: propose → run → finish, and everything they record.
+
+The flow tells the story (prepare → baseline → interrupted trials → loop(propose → run → finish) → report) and
+calls only this object; it never opens a record file or takes a lock. Behind it:
+
+- `prepare` validates and records the declaration, builds data, base model and design through DVC (one process at
+  a time), computes the lineage every trial shares, opens the Optuna study, adds warm-start priors and enqueues
+  the design points;
+- `propose` asks the proposer under the records lock and writes the decision (params and seeds in `trials.yaml`,
+  lineage) before the trial runs — decisions are data;
+- `run` reproduces the trial's DVC stages (train_lora → merge_lora → score) and reads its metrics;
+- `finish` records the outcome — the score told to the study, or the failure and its reason — and its costs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from hpo.checkpoint import resolve_checkpoint
+from hpo.config import Params, trial_id
+from hpo.record.dvc import ReproError, repro
+from hpo.record.files import file_lock, read_json, records_lock
+from hpo.record.layout import BASELINE, CampaignPaths
+from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
+from hpo.record.records import record_failure, record_lineage, record_trial, stage_key, start_campaign
+from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
+from hpo.search.proposers import ask, enqueue_design
+from hpo.search.warm_start import warm_start
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
+
+
+@dataclass
+class Trial:
+    """A trial this process runs: its id, hyperparameters, Optuna trial (None for the baseline) and, once it has
+    finished (possibly in an earlier run), its result."""
+
+    id: str
+    params: dict[str, Any]
+    study_trial: optuna.trial.Trial | None = None
+    result: dict[str, Any] | None = None
+    stop_heartbeat: Callable[[], None] = field(default=lambda: None, repr=False)
+
+
+class Campaign:
+    """One campaign's record, study and locks."""
+
+    def __init__(self, paths: CampaignPaths, params: Params) -> None:
+        self.paths = paths
+        self.params = params
+        self.seeds = params.seeds()
+        self.lineage: dict[str, Any] = {}
+        self._study: optuna.Study | None = None
+
+    @classmethod
+    def start(cls, params_file: Path, root: Path = Path(".")) -> Campaign:
+        """Validates a params file and creates (or reopens) its campaign's record (see `start_campaign`)."""
+        paths, params = start_campaign(params_file, root)
+        return cls(paths, params)
+
+    @property
+    def name(self) -> str:
+        return self.paths.name
+
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = open_study(self.paths, self.params)
+        return self._study
+
+    def prepare(self) -> dict[str, int]:
+        """Builds data, base model and design through DVC, then opens the study with its priors and design.
+
+        Returns:
+            The warm start's counts: prior observations added and skipped.
+        """
+        paths = self.paths
+        # One process prepares; another one starting meanwhile waits here, then finds everything up to date.
+        with file_lock(paths.dir / ".prepare.lock"):
+            repro(
+                [f"design@{paths.name}", f"prepare_data@{paths.name}", f"base_model@{paths.name}"],
+                paths.dir / "logs" / "prepare.log",
+            )
+        self.lineage = {
+            "code": code_revision(paths.root),
+            "data_hash": hash_files(paths.data, DATA_FILES),
+            "base_model_hash": hash_files(resolve_checkpoint(paths.base_model), MODEL_FILES),
+            "libraries": library_versions(),
+        }
+        with records_lock(paths.root):  # one process enqueues the design and adds the priors
+            counts = warm_start(self.study, paths, self.params, self.lineage)
+            enqueue_design(self.study, json.loads(paths.design.read_text()))
+        return counts
+
+    def baseline(self) -> Trial | None:
+        """The baseline trial (litgpt's default settings), recorded to run unless it has a result already;
+        None when the campaign runs no baseline."""
+        if not self.params.campaign.baseline:
+            return None
+        trial = Trial(BASELINE, self.params.baseline_values())
+        trial.result = read_json(self.paths.trial(BASELINE).metrics)
+        if trial.result is None:
+            record_trial(self.paths, BASELINE, trial.params, self.seeds)
+            record_lineage(self.paths, BASELINE, self.lineage)
+        return trial
+
+    def interrupted(self) -> list[Trial]:
+        """Trials left running by a process that was stopped: their decision is recorded, so they were
+        interrupted, not failed, and run again under the same id before anything new is asked."""
+        fail_stale(self.study)
+        trials = []
+        with records_lock(self.paths.root):
+            for frozen in orphaned(self.study):
+                study_trial = optuna.trial.Trial(self.study, frozen._trial_id)
+                claim(study_trial)
+                tid = trial_id(study_trial.number)
+                count = int(frozen.user_attrs.get("interrupted", 0)) + 1
+                study_trial.set_user_attr("interrupted", count)
+                record_trial(self.paths, tid, dict(frozen.params), self.seeds)  # the stop may precede the record
+                record_lineage(self.paths, tid, {"interrupted": count})
+                trials.append(self._running(Trial(tid, dict(frozen.params), study_trial)))
+        return trials
+
+    def propose(self) -> Trial | None:
+        """Asks for the next trial and records its decision, or returns None when the budget is spent (counting
+        trials that other processes are running)."""
+        with records_lock(self.paths.root):
+            started = own_trials(self.study, (*FINISHED, optuna.trial.TrialState.RUNNING))
+            if len(started) >= self.params.campaign.n_trials:
+                return None
+            study_trial = ask(self.study, self.params)
+            claim(study_trial)
+            tid = trial_id(study_trial.number)
+            for key, value in {"trial_id": tid, "seeds": self.seeds, **self.lineage}.items():
+                study_trial.set_user_attr(key, value)
+            record_trial(self.paths, tid, study_trial.params, self.seeds)
+            record_lineage(self.paths, tid, self.lineage)
+        return self._running(Trial(tid, study_trial.params, study_trial))
+
+    def _running(self, trial: Trial) -> Trial:
+        assert trial.study_trial is not None
+        trial.stop_heartbeat = heartbeat(self.study, trial.study_trial)
+        return trial
+
+    def run(self, trial: str, on_stage: Callable[[str, str], None] | None = None) -> dict[str, Any]:
+        """Runs a recorded trial's stages (train_lora → merge_lora → score) through DVC; returns its metrics
+        with the trial's wall seconds and each stage's.
+
+        Raises:
+            ReproError: a stage failed (`transient` when only a lock was busy).
+        """
+        start = time.perf_counter()
+        starts: list[tuple[str, float]] = []
+
+        def started(stage: str) -> None:
+            starts.append((stage, time.perf_counter()))
+            if on_stage:
+                on_stage(trial, stage)
+
+        key = stage_key(self.name, trial)
+        stages = [f"train_lora@{key}", f"merge_lora@{key}", f"score@{key}"]
+        repro(stages, self.paths.dir / "logs" / f"{trial}.log", on_stage=started, single_item=True)
+        end = time.perf_counter()
+        metrics = json.loads(self.paths.trial(trial).metrics.read_text())
+        metrics["wall_seconds"] = round(end - start, 3)
+        # Each stage's wall time, process start and imports included: from DVC starting it to the next stage's start.
+        ends = [t for _, t in starts[1:]] + ([end] if starts else [])
+        metrics["stage_seconds"] = {stage: round(e - t, 3) for (stage, t), e in zip(starts, ends, strict=True)}
+        return metrics
+
+    def finish(self, trial: Trial, outcome: dict[str, Any] | ReproError) -> dict[str, Any]:
+        """Records a trial's outcome — its metrics, or the error it raised as a failure with the error's own line
+        as the reason — and tells the study."""
+        trial.stop_heartbeat()
+        result = outcome if isinstance(outcome, dict) else self._failure(trial.id, outcome)
+        costs = {"wall_seconds": result.get("wall_seconds"), "stage_seconds": result.get("stage_seconds")}
+        record_lineage(self.paths, trial.id, costs)
+        if trial.study_trial is not None:
+            for key, value in costs.items():
+                trial.study_trial.set_user_attr(key, value)
+            if result["state"] == "complete":
+                self.study.tell(trial.study_trial, result["score"])
+            else:
+                trial.study_trial.set_user_attr("fail_reason", result["reason"])
+                self.study.tell(trial.study_trial, state=optuna.trial.TrialState.FAIL)
+        trial.result = result
+        return result
+
+    def _failure(self, trial: str, err: Exception) -> dict[str, Any]:
+        lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]
+        reason = lines[-1] if lines else (str(err).splitlines() or [type(err).__name__])[0]
+        record_failure(self.paths, trial, reason)
+        return {"state": "failed", "reason": reason, "score": None}
+
+    def too_many_failures(self) -> str | None:
+        """Why the campaign must stop (more failed trials than `campaign.max_failures`), or None."""
+        failed = len(own_trials(self.study, (optuna.trial.TrialState.FAIL,)))
+        limit = self.params.campaign.max_failures
+        if limit is None or failed <= limit:
+            return None
+        return (
+            f"campaign.max_failures: {failed} trials failed, more than the {limit} allowed; "
+            f"see campaigns/{self.name}/failures.yaml and report/trials.csv"
+        )
+
+    def report(self) -> dict[str, Any]:
+        """Aggregates the campaign through DVC's report stage; returns its best-trial summary."""
+        repro([f"report@{self.name}"], self.paths.dir / "logs" / "report.log")
+        return json.loads((self.paths.report / "best.json").read_text())

@@ -1,0 +1,93 @@
+"""Proposers: which point of the space a campaign tries next.
+
+- `tpe`, `gp`, `random`, `qmc`: Optuna's `TPESampler`, `GPSampler`, `RandomSampler`, `QMCSampler`, seeded per
+  trial from the campaign seed; the design points replace their random start-up trials.
+- `skopt`: scikit-optimize's `Optimizer` (a GP with the acquisition from params) driven by ask/tell; it is rebuilt
+  from the study's finished trials before every ask, so it needs no state of its own, and its point enters the
+  study through `enqueue_trial`.
+
+Design points are enqueued first, so every proposer's first `n_init` trials are the Latin-hypercube points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from hpo.config import Params, derive_seed
+from hpo.record.files import plain
+from hpo.record.study import own_trials
+from hpo.search.space import optuna_distribution, skopt_dimension
+
+
+def make_sampler(params: Params, number: int) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler that proposes trial `number` (`skopt` proposes outside Optuna and uses random here).
+
+    Samplers are seeded per trial from the campaign seed, so a proposal depends on the study's history and the
+    trial number only: a campaign resumed after a crash asks the same questions as one that never stopped.
+    TPE treats trials still running (other workers) with the constant-liar strategy.
+    """
+    kind = params.campaign.sampler
+    startup = max(params.campaign.n_init, 1)
+    if kind == "qmc":  # the sequence itself is the state: one scramble seed for the campaign
+        return optuna.samplers.QMCSampler(seed=derive_seed(params.campaign.seed, "sampler"), scramble=True)
+    seed = derive_seed(params.campaign.seed, "sampler", number)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def distributions(params: Params) -> dict[str, Any]:
+    """The Optuna distributions of the campaign's space."""
+    return {name: optuna_distribution(dim) for name, dim in params.space.items()}
+
+
+def enqueue_design(study: optuna.Study, points: list[dict[str, Any]]) -> int:
+    """Enqueues the design points not yet in the study (by position); returns how many were added."""
+    present = len(own_trials(study))
+    for point in points[present:]:
+        study.enqueue_trial(point)
+    return max(0, len(points) - present)
+
+
+def ask(study: optuna.Study, params: Params) -> optuna.trial.Trial:
+    """Asks the campaign's proposer for the next trial (design points first)."""
+    dists = distributions(params)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if params.campaign.sampler == "skopt" and not waiting:
+        study.enqueue_trial(skopt_propose(study, params))
+    study.sampler = make_sampler(params, len(study.get_trials(deepcopy=False)))
+    return study.ask(dists)
+
+
+def skopt_propose(study: optuna.Study, params: Params) -> dict[str, Any]:
+    """The next point of scikit-optimize's GP `Optimizer`, told every finished trial of the study."""
+    from skopt import Optimizer
+
+    names = list(params.space)
+    dims = [skopt_dimension(name, params.space[name]) for name in names]
+    n = len(study.get_trials(deepcopy=False))
+    optimizer = Optimizer(
+        dims,
+        base_estimator="GP",
+        acq_func=params.campaign.acquisition,
+        n_initial_points=1,
+        random_state=derive_seed(params.campaign.seed, "skopt", n),
+    )
+    sign = -1.0 if params.eval.direction == "maximize" else 1.0  # skopt minimises
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    xs = [[t.params[name] for name in names] for t in done if all(name in t.params for name in names)]
+    ys = [sign * float(t.value or 0.0) for t in done if all(name in t.params for name in names)]
+    # Trials still running elsewhere are told as the best value so far ("constant liar", skopt's cl_min), so
+    # parallel workers are not sent to the same point.
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    pending = [[t.params[name] for name in names] for t in running if all(name in t.params for name in names)]
+    if pending and ys:
+        xs, ys = xs + pending, ys + [min(ys)] * len(pending)
+    if xs:
+        optimizer.tell(xs, ys)
+    point = optimizer.ask()
+    return {name: plain(value) for name, value in zip(names, point, strict=True)}
