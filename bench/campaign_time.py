@@ -4,7 +4,7 @@
     python bench/campaign_time.py --workspace DIR      # analyse a campaign already run in DIR
 
 Prints, per trial: the flow's wall time for the trial, each stage's wall time as DVC ran it (process start and
-imports included), the training loop's own time (train.json), and the orchestration overhead = trial wall time -
+imports included), and the orchestration overhead = trial wall time -
 sum of stage times. Then the import cost every stage process pays, and the time of a no-op `dvc repro`.
 Targets (issue 2): default campaign < 15 min (aim 10); overhead per trial <= 1 s beyond imports.
 """
@@ -12,7 +12,6 @@ Targets (issue 2): default campaign < 15 min (aim 10); overhead per trial <= 1 s
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ def main() -> None:
     print(f"campaign {paths.name} in {ws}")
     if total is not None:
         print(f"total wall time (flow process, Prefect start-up included): {total:.1f} s = {total / 60:.2f} min")
-    header = f"{'trial':>6} {'wall':>7} {'train':>7} {'merge':>7} {'score':>7} {'loop':>7} {'overhead':>9}"
+    header = f"{'trial':>6} {'wall':>7} {'train':>7} {'merge':>7} {'score':>7} {'overhead':>9}"
     print(header)
     overheads, walls = [], []
     for t in study.trials:
@@ -59,13 +58,12 @@ def main() -> None:
         wall = t.user_attrs.get("wall_seconds")
         if not wall or len(stages) != 3:
             continue
-        train = json.loads(paths.trial(t.user_attrs["trial_id"]).train_metrics.read_text())
         overhead = wall - sum(stages.values())
         overheads.append(overhead)
         walls.append(wall)
         print(
             f"{t.user_attrs['trial_id']:>6} {wall:7.1f} {stages['train_lora']:7.1f} {stages['merge_lora']:7.1f} "
-            f"{stages['score']:7.1f} {train['wall_seconds']:7.1f} {overhead:9.2f}"
+            f"{stages['score']:7.1f} {overhead:9.2f}"
         )
     if walls:
         print(

@@ -94,11 +94,14 @@ def compare(
 ) -> None:
     """Compare campaigns: best, quantiles, counts, costs, and every setting that differs."""
     from hpo.analysis.compare import compare as compare_campaigns
+    from hpo.analysis.compare import not_comparable
 
     try:
         summary, diff = compare_campaigns(campaigns)
     except FileNotFoundError as err:
         raise _fail(str(err)) from None
+    for warning in not_comparable(diff):
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     typer.echo("\nwhat differs:" if not diff.empty else "\nwhat differs: nothing")
     if not diff.empty:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpo.search.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
+from hpo.textfile import TextFileError, read_text
 
 # litgpt's own defaults for `litgpt finetune_lora` (litgpt/finetune/lora.py:setup, torch.optim.AdamW): the
 # baseline trial uses them, and tests/test_config.py checks they still match the installed litgpt.
@@ -57,7 +58,8 @@ class WarmStart(_Section):
 class CampaignSection(_Section):
     """Who the campaign is and how it searches."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$", description="folder name under campaigns/")
+    # One safe path component: no separator, no leading dot (so never `.` or `..`), no `-` (stage keys use it).
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.]*$", max_length=100, description="folder under campaigns/")
     seed: int = Field(ge=0, lt=2**31)
     n_trials: int = Field(ge=1, description="proposed trials in all, design points included")
     n_init: int = Field(ge=0, description="Latin-hypercube design points, run first")
@@ -105,6 +107,11 @@ class TinyModel(_Section):
     def _check_heads(self) -> TinyModel:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(
+                f"head size n_embd / n_head = {self.n_embd // self.n_head} is odd; expected an even head size "
+                "(rotary position embeddings rotate pairs of dimensions)"
+            )
         return self
 
 
@@ -178,6 +185,41 @@ class Params(_Section):
         return self
 
     @model_validator(mode="after")
+    def _check_tiny_model_limits(self) -> Params:
+        if self.model.checkpoint_dir is None:  # a checkpoint's limits are checked against its files (hpo.validate)
+            self.check_model_limits(self.model.tiny.n_embd, self.model.tiny.block_size, "model.tiny")
+        return self
+
+    def check_model_limits(self, n_embd: int, block_size: int, model: str) -> None:
+        """Checks the settings against what the model can take: a LoRA rank at most the embedding size, a
+        training sequence at most the model's block size.
+
+        Args:
+            n_embd: the model's embedding size.
+            block_size: the model's context length.
+            model: where those come from, for the message (`model.tiny`, a checkpoint's model_config.yaml).
+
+        Raises:
+            ValueError: naming the key, the value and the limit that was hit.
+        """
+        ranks: dict[str, float] = {"train.lora_r": self.train.lora_r}
+        dim = self.space.get("lora_r")
+        if isinstance(dim, IntDimension | FloatDimension):
+            ranks = {"space.lora_r.high": dim.high}
+        elif isinstance(dim, CategoricalDimension):
+            ranks = {"space.lora_r.choices": max(dim.choices)}
+        for key, rank in ranks.items():
+            if rank > n_embd:
+                raise ValueError(
+                    f"{key}: got {rank}; expected a LoRA rank <= the model's embedding size {n_embd} ({model} n_embd)"
+                )
+        if self.train.max_seq_length is not None and self.train.max_seq_length > block_size:
+            raise ValueError(
+                f"train.max_seq_length: got {self.train.max_seq_length}; expected at most the model's block size "
+                f"{block_size} ({model} block_size)"
+            )
+
+    @model_validator(mode="after")
     def _check_space_fits_train(self) -> Params:
         # Each end of every dimension must be a valid training setting (an int field needs an int dimension).
         for name, dim in self.space.items():
@@ -229,9 +271,16 @@ def load_params(path: str | Path) -> Params:
     if not path.is_file():
         raise ParamsError(f"{path}: file not found; expected a params YAML file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = parse_unique_yaml(read_text(path))
+    except TextFileError as err:
+        raise ParamsError(str(err)) from None
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamsError(f"{path}:{where}: not valid YAML ({problem})") from None
+    except DuplicateKeyError as err:
+        raise ParamsError(f"{path}: {err}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     try:
@@ -253,9 +302,42 @@ def describe_error(err: ValidationError, raw: Any) -> str:
     if e["type"] == "extra_forbidden":
         return f"{key}: unknown key; expected none of that name here"
     value = e.get("input")
-    if isinstance(value, dict) and loc:
+    if not loc:  # a check of the whole file: its message names the key itself
+        return msg
+    if isinstance(value, dict):
         return f"{key}: {msg}"
-    return f"{key}: got {value!r}; expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    return f"{key}: got {shown}; expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
+
+
+class DuplicateKeyError(ValueError):
+    """A mapping that names the same key twice; the message gives the dotted key and both lines."""
+
+
+def parse_unique_yaml(text: str) -> Any:
+    """YAML text's content, refusing a key written twice in one mapping (YAML keeps the last one silently).
+
+    Raises:
+        DuplicateKeyError: naming the dotted key and the lines of both occurrences.
+        yaml.YAMLError: for text that is not YAML.
+    """
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    stack: list[tuple[Any, str]] = [(node, "")]
+    while stack:
+        current, prefix = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in current.value:
+                key = key_node.value
+                dotted = f"{prefix}.{key}" if prefix else str(key)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise DuplicateKeyError(f"{dotted}: written twice (lines {seen[key]} and {line}); expected once")
+                seen[key] = line
+                stack.append((value_node, dotted))
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend((item, prefix) for item in current.value)
+    return yaml.safe_load(text)
 
 
 def derive_seed(seed: int, *names: object) -> int:

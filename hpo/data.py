@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hpo.textfile import TextFileError, read_text
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "data" / "tasks"
 
 
@@ -32,7 +34,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     """
     if not path.is_file():
         raise DataError(f"{path}: file not found; expected a JSON or JSONL file of task records")
-    text = path.read_text()
+    try:
+        text = read_text(path)
+    except TextFileError as err:
+        raise DataError(str(err)) from None
     if text.lstrip().startswith("["):
         try:
             items = [(i + 1, r) for i, r in enumerate(json.loads(text))]

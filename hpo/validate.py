@@ -17,6 +17,7 @@ from hpo.checkpoint import CheckpointError, check_checkpoint
 from hpo.config import Params
 from hpo.data import TEMPLATES, DataError, read_records
 from hpo.record.layout import CampaignPaths
+from hpo.textfile import TextFileError, read_text
 
 # The metrics each task template of data/tasks reports.
 TEMPLATE_METRICS = {"multiple_choice": ["acc"], "generate_until": ["exact_match"]}
@@ -45,11 +46,16 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
         corpus = root / params.data.corpus if params.data.corpus else None
         if corpus is None or not corpus.is_file():
             raise InputError(f"data.corpus: {params.data.corpus} not found; expected a text file (one line each)")
+        try:
+            read_text(corpus)
+        except TextFileError as err:
+            raise InputError(f"data.corpus: {err}") from None
     else:
         try:
             check_checkpoint(params.model.checkpoint_dir)
         except CheckpointError as err:
             raise InputError(str(err)) from None
+        check_checkpoint_limits(params, root / params.model.checkpoint_dir)
     tasks = available_tasks(params, has_choices="choices" in records[0], root=root)
     for task in params.eval.tasks:
         if task not in tasks:
@@ -61,6 +67,23 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
     for name in params.campaign.warm_start.campaigns:
         if not CampaignPaths(name, root).trials.is_file():
             raise InputError(f"campaign.warm_start.campaigns: no campaign {name!r} under campaigns/")
+
+
+def check_checkpoint_limits(params: Params, checkpoint_dir: Path) -> None:
+    """Checks the settings against the user's model (`model_config.yaml`): LoRA rank, sequence length."""
+    config_file = checkpoint_dir / "model_config.yaml"
+    try:
+        config = yaml.safe_load(read_text(config_file)) or {}
+        n_embd, block_size = int(config["n_embd"]), int(config["block_size"])
+    except (TextFileError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
+        raise InputError(
+            f"model.checkpoint_dir: {config_file} does not give n_embd and block_size ({err}); expected litgpt's "
+            "model_config.yaml"
+        ) from None
+    try:
+        params.check_model_limits(n_embd, block_size, str(config_file))
+    except ValueError as err:
+        raise InputError(str(err)) from None
 
 
 class _TaskLoader(yaml.SafeLoader):

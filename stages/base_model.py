@@ -22,6 +22,7 @@ from hpo.config import ModelSection, TinyModel
 from hpo.litgpt_cli import run_litgpt
 from hpo.record.layout import stage_args
 from hpo.record.lineage import hash_path
+from hpo.textfile import read_text
 
 
 def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: int) -> dict:
@@ -46,7 +47,7 @@ def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: in
         return record
     if corpus is None or not corpus.is_file():
         raise CheckpointError(f"data.corpus: {corpus} not found; the tiny base model needs a text corpus")
-    lines = [s for s in corpus.read_text().splitlines() if s.strip()]
+    lines = [s for s in read_text(corpus).splitlines() if s.strip()]
     build_tiny(model.tiny, lines, out_dir, seed)
     val_loss = pretrain(model.tiny, lines, out_dir, seed)
     return {"checkpoint_dir": str(out_dir), "pretrain_val_loss": val_loss}

@@ -1,8 +1,8 @@
 """report: aggregate a campaign's trials into a table, the best trial and an optimisation-history plot.
 
 Reads only what DVC tracks (the decision records and each trial's metrics), so `dvc repro` rebuilds the same
-report. `trials.csv` is deterministic for a seed on CPU (costs are counted in tokens there); wall times, which
-vary from run to run, go to `timings.csv`.
+report. Everything it writes is deterministic for a seed on CPU (costs are counted in tokens); wall times, which
+vary from run to run, stay in `lineage.yaml` and are shown by `campaign status` and the HTML report.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from hpo.record.layout import CampaignPaths, stage_args
 
 
 def report(paths: CampaignPaths) -> dict[str, Any]:
-    """Writes `report/trials.csv`, `timings.csv`, `best.json` and `history.png`; returns the best-trial record."""
+    """Writes `report/trials.csv`, `best.json` and `history.png`; returns the best-trial record."""
     params = paths.load()
     table = trials_table(CampaignSource(paths.name, root=paths.root))
     paths.report.mkdir(parents=True, exist_ok=True)
     table.drop(columns=["wall_seconds"]).to_csv(paths.report / "trials.csv", index=False)
-    table[["trial", "wall_seconds"]].to_csv(paths.report / "timings.csv", index=False)
     best = best_trial(table, params.eval.direction)
     base = table[table["baseline"]]
     summary: dict[str, Any] = {

@@ -4,7 +4,8 @@ The trial's hyperparameters are applied to the campaign's fixed training setting
 config YAML (kept beside the adapter, so `litgpt finetune_lora --config adapter/finetune_lora.yaml` replays it).
 Gradient accumulation is litgpt's `global_batch_size / micro_batch_size`. The stage writes the adapter
 (`lit_model.pth.lora` and the checkpoint's config files), the train/validation loss curve (a DVC plot) and
-`train.json` (a DVC metric: tokens seen, wall time, final losses, state). A run whose loss becomes NaN or
+`train.json` (a DVC metric: tokens seen, final losses, state — no wall time, so a rebuild reproduces it byte
+for byte; the flow records times in `lineage.yaml`). A run whose loss becomes NaN or
 infinite is recorded as `state: failed` with the reason rather than raising, so the failure itself is a
 reproducible result and the campaign goes on.
 """
@@ -98,7 +99,7 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
     config = finetune_config(train, checkpoint_dir, data_dir, work, seed)
     start = time.perf_counter()
     run_litgpt("finetune_lora", config, out.dir / "finetune_lora.yaml")
-    wall = time.perf_counter() - start
+    print(f"training loop: {time.perf_counter() - start:.1f} s", flush=True)  # in the trial's log only
 
     # litgpt merges into final/lit_model.pth itself; the merge_lora stage owns the merged model, so the adapter
     # keeps only the LoRA weights and the files needed to rebuild the model.
@@ -121,7 +122,6 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
         "val_loss": _finite_or_none(val_losses[-1]) if val_losses else None,
         "tokens": tokens,
         "steps": train.max_steps,
-        "wall_seconds": round(wall, 3),
     }
     out.train_metrics.write_text(json.dumps(result, indent=2) + "\n")
     return result

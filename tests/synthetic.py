@@ -49,7 +49,7 @@ def write_campaign(
         out = base / "trials" / tid
         out.mkdir(parents=True, exist_ok=True)
         tokens = 10000 * values["gradient_accumulation"]
-        (out / "train.json").write_text(json.dumps({"state": "complete", "tokens": tokens, "wall_seconds": 5.0}))
+        (out / "train.json").write_text(json.dumps({"state": "complete", "tokens": tokens}))
         if i < n_failed:
             failures[tid] = "RuntimeError: synthetic"
             continue

@@ -106,3 +106,97 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("campaign: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+@pytest.mark.parametrize("name", [".", "..", "../up", "a/b", ".hidden", "", "with-dash", "x" * 101])
+def test_campaign_name_is_one_safe_path_component(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ParamsError) as err:
+        load_params(_with(tmp_path, {"campaign.name": name}))
+    assert "campaign.name: got" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_campaign_name_may_hold_dots_inside(tmp_path: Path) -> None:
+    assert load_params(_with(tmp_path, {"campaign.name": "lora_v2.1"})).campaign.name == "lora_v2.1"
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
+    text = (ROOT / "params.yaml").read_text()
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("n_trials:"))
+    lines.insert(at + 2, "  n_trials: 3")
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: campaign.n_trials: written twice (lines {at + 1} and {at + 3}); expected once"
+
+
+def test_non_utf8_params_file_names_file_and_offset(tmp_path: Path) -> None:
+    data = (ROOT / "params.yaml").read_bytes()
+    at = data.index(b"tpe")
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(data[:at] + "é".encode("latin-1") + data[at:])
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    line = data[:at].count(b"\n") + 1
+    assert str(err.value) == f"{path}: byte {at} (line {line}) is 0xe9, not UTF-8; expected UTF-8 text"
+
+
+@pytest.mark.parametrize(
+    ("change", "remove", "expected"),
+    [
+        (
+            {"space.lora_r": {"type": "float", "low": 1.0, "high": 8.0}},
+            (),
+            "space.lora_r: lora_r is an integer setting; expected type: int",
+        ),
+        (
+            {"data.corpus": None},
+            (),
+            "data.corpus: missing; the tiny base model (model.checkpoint_dir: null) needs a corpus",
+        ),
+    ],
+)
+def test_whole_file_checks_name_the_key_not_the_mapping(
+    tmp_path: Path, change: dict, remove: tuple, expected: str
+) -> None:
+    path = _with(tmp_path, change, remove)
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("change", "remove", "expected"),
+    [
+        (
+            {"space.lora_r.high": 10**9},
+            (),
+            "space.lora_r.high: got 1000000000; expected a LoRA rank <= the model's embedding size 64 "
+            "(model.tiny n_embd)",
+        ),
+        (
+            {"train.lora_r": 10**9},
+            ("space.lora_r",),
+            "train.lora_r: got 1000000000; expected a LoRA rank <= the model's embedding size 64 (model.tiny n_embd)",
+        ),
+        (
+            {"train.max_seq_length": 512},
+            (),
+            "train.max_seq_length: got 512; expected at most the model's block size 64 (model.tiny block_size)",
+        ),
+        ({"model.tiny.n_head": 5}, (), "model.tiny: n_embd (64) must be divisible by n_head (5)"),
+        ({"model.tiny.n_head": 64}, (), "model.tiny: head size n_embd / n_head = 1 is odd"),
+    ],
+)
+def test_values_no_model_can_take_name_the_limit(tmp_path: Path, change: dict, remove: tuple, expected: str) -> None:
+    with pytest.raises(ParamsError) as err:
+        load_params(_with(tmp_path, change, remove))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_long_values_are_cut_in_messages(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError) as err:
+        load_params(_with(tmp_path, {"campaign.seed": "x" * 500}))
+    message = str(err.value).removeprefix(str(tmp_path / "params.yaml"))
+    assert len(message) < 200 and "'xxx" in message and "..." in message

@@ -35,7 +35,7 @@ def summary(source: CampaignSource, table: pd.DataFrame, direction: str) -> dict
         "complete": int((table["state"] == "complete").sum()),
         "failed": int((table["state"] == "failed").sum()),
         "tokens": int(table["train_tokens"].fillna(0).sum()),
-        "train_wall_s": round(float(table["wall_seconds"].fillna(0).sum()), 1),
+        "wall_s": round(float(table["wall_seconds"].fillna(0).sum()), 1),
     }
 
 
@@ -78,6 +78,23 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
             out.update(_flatten(v, f"{prefix}.{k}"))
         return out
     return {prefix: value}
+
+
+# Settings that change what a score means: campaigns that differ in one of them cannot be ranked by score.
+SCORE_DEFINING = ("eval.tasks", "eval.metric", "eval.direction", "eval.limit", "eval.num_fewshot", "eval.task_dir")
+
+
+def not_comparable(diff: pd.DataFrame) -> list[str]:
+    """One warning per setting that changes what the score means and differs between the compared campaigns."""
+    if diff.empty:
+        return []
+    rows = diff[diff["setting"].isin(SCORE_DEFINING)]
+    return [
+        f"scores are not comparable: {row['setting']} differs ("
+        + "; ".join(f"{label}: {row[label]}" for label in diff.columns[1:])
+        + ")"
+        for _, row in rows.iterrows()
+    ]
 
 
 def compare(specs: list[str], root: Path = Path(".")) -> tuple[pd.DataFrame, pd.DataFrame]:

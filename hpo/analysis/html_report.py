@@ -14,11 +14,12 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from hpo.analysis.compare import compare
+from hpo.analysis.compare import compare, not_comparable
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import searched, trials_table
 
 PLOTLY_CONFIG = {"displaylogo": False}
+MIN_IMPORTANCE_TRIALS = 3
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -64,7 +65,7 @@ def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> d
     from hpo.search.space import Dimension, optuna_distribution
 
     done = table[(table["state"] == "complete") & table["score"].notna()]
-    if len(done) < 3 or done["score"].nunique() < 2:
+    if len(done) < MIN_IMPORTANCE_TRIALS or done["score"].nunique() < 2:
         return {}  # too few trials, or all scored the same: no hyperparameter explains any variance
 
     adapter: TypeAdapter[Any] = TypeAdapter(Dimension)
@@ -82,6 +83,17 @@ def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> d
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["score"])))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+
+
+def _no_importance(label: str, table: pd.DataFrame) -> str:
+    """Says why the importance panel is missing: too few completed trials, or all scored the same."""
+    done = table[(table["state"] == "complete") & table["score"].notna()]
+    why = (
+        f"needs at least {MIN_IMPORTANCE_TRIALS} completed trials, this campaign has {len(done)}"
+        if len(done) < MIN_IMPORTANCE_TRIALS
+        else f"all {len(done)} completed trials have the same score, so no hyperparameter explains any of it"
+    )
+    return f"<h3>{html.escape(label)}: hyperparameter importance</h3><p class='note'>Not shown: fANOVA {why}.</p>"
 
 
 def _importance_figure(label: str, values: dict[str, float]) -> Any:
@@ -134,7 +146,7 @@ def render(specs: list[str], root: Any = None) -> str:
     sources = [CampaignSource.parse(s, root) for s in specs]
     tables: dict[str, pd.DataFrame] = {}
     baselines: dict[str, float | None] = {}
-    figures = []
+    figures: list[Any] = []
     maximize = True
     for source in sources:
         params = source.yaml(f"{source.dir}/params.yaml", {})
@@ -151,10 +163,15 @@ def render(specs: list[str], root: Any = None) -> str:
             values = importances(table, params.get("space", {}), maximize)
             if values:
                 figures.append(_importance_figure(source.label, values))
+            else:
+                figures.append(_no_importance(source.label, table))
     figures.append(_cost(tables))
 
     parts = []
     for i, fig in enumerate(figures):
+        if isinstance(fig, str):  # a note in place of a figure that cannot be drawn
+            parts.append(fig)
+            continue
         parts.append(
             fig.to_html(
                 full_html=False,
@@ -164,12 +181,14 @@ def render(specs: list[str], root: Any = None) -> str:
             )
         )
     summary, diff = compare(specs, root)
+    warnings = [f"<p class='warning'>warning: {html.escape(w)}</p>" for w in not_comparable(diff)]
     title = "Campaign " + sources[0].label if len(sources) == 1 else "Comparison: " + " vs ".join(tables)
     body = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Summary</h2>",
         summary.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}", na_rep=""),
     ]
+    body += warnings
     if len(sources) > 1:
         body += [
             "<h2>What differs</h2>",

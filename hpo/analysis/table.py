@@ -3,8 +3,8 @@ report all read.
 
 Columns: `trial`, `baseline`, `state` (complete, failed, running, or prior for a warm-start observation),
 `score`, `params.<name>` for each hyperparameter, `train_tokens`, `val_loss`, `reason`, `warm_start_from`, and
-`wall_seconds` (the training loop's seconds, when recorded; it varies between runs, so the report keeps it out
-of `trials.csv`).
+`wall_seconds` (the trial's wall time, train → merge → score, from `lineage.yaml`: it varies between runs, so
+the report keeps it out of `trials.csv`, which a rebuild reproduces byte for byte).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
     """One row per recorded trial (baseline included), then the warm-start priors, from the campaign's record."""
     trials = source.yaml(f"{source.dir}/trials.yaml", {})
     failures = source.yaml(f"{source.dir}/failures.yaml", {})
+    lineage = source.yaml(f"{source.dir}/lineage.yaml", {})
     rows = []
     for trial, record in sorted(trials.items()):
         trained = source.json(f"{source.dir}/trials/{trial}/train.json")
@@ -45,7 +46,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "val_loss": trained.get("val_loss") if trained else None,
                 "reason": reason,
                 "warm_start_from": None,
-                "wall_seconds": trained.get("wall_seconds") if trained else None,
+                "wall_seconds": lineage.get(trial, {}).get("wall_seconds"),
             }
         )
     # Prior observations from a warm start: shown and marked, never candidates for this campaign's best.

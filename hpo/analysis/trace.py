@@ -90,7 +90,6 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
         "score": scored.get("score"),
         "wall_seconds": {
             "trial": attrs.get("wall_seconds"),
-            "train_loop": trained.get("wall_seconds"),
             **(attrs.get("stage_seconds") or {}),
         },
     }
