@@ -113,3 +113,32 @@ def test_cli_exits_non_zero_and_writes_nothing(workspace: Path, changes: dict, e
     assert (workspace / "campaigns/registry.yaml").read_text() == registry
     assert not (workspace / ".prefect").exists() or not json.dumps(done.stdout).count("campaign")
     shutil.rmtree(workspace / ".prefect", ignore_errors=True)
+
+
+def test_non_utf8_data_and_corpus_name_file_and_offset(workspace: Path) -> None:
+    data = (workspace / "data/tinytopic.jsonl").read_bytes()
+    at = data.index(b"Topic")
+    (workspace / "latin1.jsonl").write_bytes(data[:at] + b"\xe9" + data[at:])
+    message = _error(workspace, data__path="latin1.jsonl")
+    line = data[:at].count(b"\n") + 1
+    assert message == f"data.path: {workspace}/latin1.jsonl: byte {at} (line {line}) is 0xe9, not UTF-8; expected UTF-8 text"
+    (workspace / "corpus.txt").write_bytes(b"a fine line\n\xff\xfe bad\n")
+    message = _error(workspace, data__corpus="corpus.txt")
+    assert message == f"data.corpus: {workspace}/corpus.txt: byte 12 (line 2) is 0xff, not UTF-8; expected UTF-8 text"
+
+
+def test_checkpoint_limits_come_from_its_model_config(workspace: Path) -> None:
+    ckpt = workspace / "ckpt"
+    ckpt.mkdir()
+    for name in ("lit_model.pth", "tokenizer.json", "tokenizer_config.json"):
+        (ckpt / name).write_text("{}")
+    (ckpt / "model_config.yaml").write_text("name: small\nn_embd: 16\nblock_size: 128\n")
+    message = _error(workspace, model__checkpoint_dir="ckpt")
+    assert message == (
+        "space.lora_r.high: got 32; expected a LoRA rank <= the model's embedding size 16 "
+        f"({workspace}/ckpt/model_config.yaml n_embd)"
+    )
+    (ckpt / "model_config.yaml").write_text("name: small\n")
+    assert "ckpt/model_config.yaml does not give n_embd and block_size" in _error(
+        workspace, model__checkpoint_dir="ckpt"
+    )
