@@ -18,18 +18,23 @@ class _Dimension(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class FloatDimension(_Dimension):
-    """A real-valued hyperparameter in [low, high], optionally on a log scale."""
+class _Range(_Dimension):
+    """A dimension with bounds [low, high], optionally on a log scale; the bounds are checked when it is built."""
 
-    type: Literal["float"]
     low: float
     high: float
     log: bool = False
 
     @model_validator(mode="after")
-    def _check_bounds(self) -> FloatDimension:
+    def _check_bounds(self) -> _Range:
         _check_range(self.low, self.high, self.log)
         return self
+
+
+class FloatDimension(_Range):
+    """A real-valued hyperparameter in [low, high], optionally on a log scale."""
+
+    type: Literal["float"]
 
     def from_unit(self, u: float) -> float:
         """Maps u in [0, 1] to a value, uniformly in log space when `log` is set."""
@@ -40,18 +45,12 @@ class FloatDimension(_Dimension):
         return isinstance(value, int | float) and self.low <= float(value) <= self.high
 
 
-class IntDimension(_Dimension):
+class IntDimension(_Range):
     """An integer hyperparameter in [low, high] (both included), optionally on a log scale."""
 
     type: Literal["int"]
     low: int
     high: int
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> IntDimension:
-        _check_range(self.low, self.high, self.log)
-        return self
 
     def from_unit(self, u: float) -> int:
         """Maps u in [0, 1] to an integer; strata are equal-width in (log) [low - 0.5, high + 0.5]."""
