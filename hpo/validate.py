@@ -8,8 +8,8 @@ expected; the CLI turns it into a non-zero exit with nothing under `campaigns/` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -86,22 +86,15 @@ def check_checkpoint_limits(params: Params, checkpoint_dir: Path) -> None:
         raise InputError(str(err)) from None
 
 
-class _TaskLoader(yaml.SafeLoader):
-    """A safe loader that reads lm-eval's `!function module.name` tags as plain strings."""
-
-
-_TaskLoader.add_multi_constructor("!", lambda loader, suffix, node: f"!{suffix}")
-
-
 def available_tasks(params: Params, *, has_choices: bool, root: Path = Path(".")) -> dict[str, list[str] | None]:
-    """Task name -> the metrics it reports (None where only lm-eval knows, for its built-in tasks)."""
+    """Task name -> the metrics it reports (None where only lm-eval knows: its built-in tasks, groups, tags)."""
     tasks: dict[str, list[str] | None] = {}
     kinds = (["multiple_choice"] if has_choices else []) + ["generate_until"]
     for kind in kinds:
         name = params.data.task_name if kind == "multiple_choice" else f"{params.data.task_name}_gen"
         tasks[name] = TEMPLATE_METRICS[kind]
     if params.eval.task_dir is not None:
-        tasks.update(_task_folder(root / params.eval.task_dir))
+        tasks.update(_task_folder(root / params.eval.task_dir, params.eval.tasks, root))
     if params.eval.include_default_tasks:
         from lm_eval.tasks import TaskManager
 
@@ -109,36 +102,84 @@ def available_tasks(params: Params, *, has_choices: bool, root: Path = Path(".")
     return tasks
 
 
-def _task_folder(folder: Path) -> dict[str, list[str] | None]:
-    """The tasks of a user's lm-eval task folder, loaded by lm-eval itself."""
+def _task_folder(folder: Path, requested: Sequence[str] = (), root: Path = Path(".")) -> dict[str, list[str] | None]:
+    """The tasks of a user's lm-eval task folder as lm-eval indexes them, each with the metrics of its
+    `metric_list` (None for groups and tags).
+
+    The requested tasks must read nothing from outside the folder — included YAMLs, data files, `!function`
+    modules (`hpo.tasks.task_inputs`) — since the score stage's DVC dependency is the folder, and their relative
+    data paths must be relative to the workspace root, where lm-eval reads them (its working directory).
+    """
+    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks._index import Kind
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from hpo.tasks import display_path, no_bytecode, task_inputs
+
+    def _line(err: Exception) -> str:  # the first line of an error, for a one-line message
+        text = str(err).strip().splitlines()
+        return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+    given = display_path(folder, root)
     if not folder.is_dir():
-        raise InputError(f"eval.task_dir: {folder} is not a folder; expected lm-eval task YAMLs")
+        raise InputError(f"eval.task_dir: {given} is not a folder; expected lm-eval task YAMLs")
     # lm-eval skips a YAML it cannot parse without a word; say which file is broken instead.
-    for path in sorted(folder.rglob("*.yaml")):
+    for path in sorted(p for p in folder.rglob("*.yaml") if not {"__pycache__", ".ipynb_checkpoints"} & set(p.parts)):
         try:
-            yaml.load(path.read_text(), Loader=_TaskLoader)  # noqa: S506 (safe loader that keeps !function tags)
+            load_yaml(path, resolve_func=False, recursive=False)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise InputError(f"eval.task_dir: {path}:{where} is not valid YAML; expected an lm-eval task") from None
-    from lm_eval.tasks import TaskManager
-
+        except (OSError, ValueError):  # not a mapping: lm-eval does not index it, nor do we
+            continue
     try:
-        manager = TaskManager(include_path=str(folder), include_defaults=False)
+        manager = TaskManager(include_path=str(folder.resolve()), include_defaults=False)
     except Exception as err:  # lm-eval raises many kinds for a broken folder
-        raise InputError(f"eval.task_dir: {folder} does not load in lm-eval: {err}") from None
+        raise InputError(f"eval.task_dir: {given} does not load in lm-eval: {_line(err)}") from None
     tasks: dict[str, list[str] | None] = {}
-    for name in manager.all_tasks:
-        info = manager.task_index.get(name, {})
-        yaml_path = info.get("yaml_path")
-        metrics: list[str] | None = None
-        if isinstance(yaml_path, str) and Path(yaml_path).is_file():
-            config: Any = yaml.load(Path(yaml_path).read_text(), Loader=_TaskLoader)  # noqa: S506
-            listed = (config or {}).get("metric_list") if isinstance(config, dict) else None
-            metrics = [m["metric"] for m in listed if isinstance(m, dict) and "metric" in m] if listed else None
-        tasks[name] = metrics
+    for name, entry in manager.task_index.items():
+        listed = (entry.cfg or {}).get("metric_list") if entry.kind in (Kind.TASK, Kind.PY_TASK) else None
+        metrics = [m["metric"] for m in listed if isinstance(m, dict) and "metric" in m] if listed else None
+        tasks[name] = metrics or None
     if not tasks:
-        raise InputError(f"eval.task_dir: {folder} holds no lm-eval task; expected YAML files with a `task:` key")
+        raise InputError(f"eval.task_dir: {given} holds no lm-eval task; expected YAML files with a `task:` key")
+
+    inside = folder.resolve()
+    for name in (t for t in requested if t in tasks):
+        try:
+            with no_bytecode():
+                inputs = task_inputs(manager, [name], root)
+        except Exception as err:  # a `!function` that does not import, an include that is not there, …
+            raise InputError(f"eval.task_dir: task {name!r} does not load in lm-eval: {_line(err)}") from None
+        for remote in inputs.remote:
+            raise InputError(
+                f"eval.task_dir: task {name!r}: {display_path(remote.declared_in or folder, root)}: data file "
+                f"{remote.written!r} is a URL; expected a file inside {given} (the score stage's DVC dependency)"
+            )
+        for file in inputs.files:
+            yaml_file = display_path(file.declared_in or file.path, root)
+            where = f"eval.task_dir: task {name!r}: {yaml_file}"
+            written = Path(file.written).expanduser()
+            if file.kind == "data" and not file.path.exists():
+                beside = (file.declared_in.parent / written) if file.declared_in else None
+                if not written.is_absolute() and beside is not None and beside.exists():
+                    raise InputError(
+                        f"{where}: data file {file.written!r} is relative to the YAML's folder, but lm-eval reads "
+                        "relative data_files from its working directory, the workspace root; expected "
+                        f"{display_path(beside, root)!r}"
+                    )
+                raise InputError(
+                    f"{where}: data file {file.written!r} not found; expected a path relative to the workspace "
+                    f"root (where lm-eval reads data_files from), inside {given}"
+                )
+            if file.path.is_relative_to(inside):
+                continue
+            what = {"data": "data file", "module": f"`!function` {file.written} comes from", "yaml": "includes"}
+            raise InputError(
+                f"{where}: {what[file.kind]} {display_path(file.path, root)}, outside {given}; expected every "
+                f"file the task reads inside eval.task_dir (the score stage's DVC dependency)"
+            )
     return tasks
 
 

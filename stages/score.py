@@ -6,7 +6,9 @@ wrapped in lm-eval's `LM` interface, so any litgpt checkpoint is scored as it is
 Hugging Face format. Prompts are encoded exactly as litgpt's fine-tuning data is (context with BOS, continuation
 without), batches are right-padded, and generation is greedy with litgpt's KV-cached `generate`.
 
-The objective (`score`) is the mean of `eval.metric` over `eval.tasks`.
+The objective (`score`) is the mean of `eval.metric` over `eval.tasks`. metrics.json also records what the score
+read: the sha256 of every task YAML, included YAML, data file and `!function` module (`hpo.tasks`), and for
+tasks on hub datasets their path, name, revision and `datasets` fingerprints.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from hpo.config import EvalSection
 from hpo.record.layout import stage_args
 from hpo.record.records import read_trial
+from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
 
 
 def make_lm(checkpoint_dir: Path, batch_size: int) -> Any:
@@ -121,7 +124,9 @@ def make_lm(checkpoint_dir: Path, batch_size: int) -> Any:
     return LitGPTLM()
 
 
-def score(checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, seed: int) -> dict[str, Any]:
+def score(
+    checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, seed: int, root: Path = Path(".")
+) -> dict[str, Any]:
     """Scores a checkpoint on the campaign's lm-eval tasks.
 
     Args:
@@ -129,30 +134,50 @@ def score(checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, 
         evaluation: the campaign's eval section (tasks, metric, limit, batch size, few-shot).
         task_dir: folder of task YAMLs to include (the campaign's), or None for lm-eval's built-in tasks only.
         seed: the evaluation seed; lm-eval's random, numpy, torch and few-shot seeds are all set from it.
+        root: the workspace root, where lm-eval reads relative data paths from (the working directory under DVC).
 
     Returns:
-        `{"score": ..., "tasks": {task: {metric: value, metric_stderr: value}}, "lm_eval": {...}}`.
+        `{"score": ..., "tasks": {task: {metric: value, metric_stderr: value}}, "lm_eval": {...}}`; `lm_eval`
+        records, besides versions, sample counts and the model's settings, the sha256 of every file the tasks read
+        (`inputs`: YAMLs and includes, data files, `!function` modules) and each hub dataset's path, name, revision
+        and fingerprints (`datasets`).
     """
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    class RecordingTaskManager(TaskManager):  # type: ignore[misc]
+        """lm-eval's TaskManager, keeping the tasks it loads for `simple_evaluate` (to read their datasets)."""
+
+        loaded: dict[str, Any]
+
+        def load(self, task_list: Any) -> Any:
+            out = super().load(task_list)
+            self.loaded = {**getattr(self, "loaded", {}), **out["tasks"]}
+            return out
+
     include = [str(p) for p in (task_dir, evaluation.task_dir) if p is not None]
-    task_manager = TaskManager(include_path=include or None, include_defaults=evaluation.include_default_tasks)
-    lm = make_lm(checkpoint_dir, evaluation.batch_size)
-    results = simple_evaluate(
-        model=lm,
-        tasks=list(evaluation.tasks),
-        num_fewshot=evaluation.num_fewshot,
-        limit=evaluation.limit,
-        task_manager=task_manager,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-        log_samples=False,
-        bootstrap_iters=0,
-    )
+    with no_bytecode():  # user `!function` modules live in a DVC-tracked folder: no __pycache__ there
+        task_manager = RecordingTaskManager(
+            include_path=include or None, include_defaults=evaluation.include_default_tasks
+        )
+        inputs = task_inputs(task_manager, evaluation.tasks, root)
+        lm = make_lm(checkpoint_dir, evaluation.batch_size)
+        results = simple_evaluate(
+            model=lm,
+            tasks=list(evaluation.tasks),
+            num_fewshot=evaluation.num_fewshot,
+            limit=evaluation.limit,
+            task_manager=task_manager,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            log_samples=False,
+            bootstrap_iters=0,
+        )
     assert results is not None
+    loaded = getattr(task_manager, "loaded", {})
+    datasets = {name: dataset_record(loaded[name], root) for name in sorted(loaded)}
     per_task: dict[str, dict[str, float | None]] = {}
     for task in evaluation.tasks:
         values = results["results"].get(task, {})
@@ -171,11 +196,14 @@ def score(checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, 
         "score": round(objective, 6) if math.isfinite(objective) else None,
         "tasks": per_task,
         "lm_eval": {
-            "versions": {t: results.get("versions", {}).get(t) for t in evaluation.tasks},
+            # every task's and group's version (a group such as mmlu lists each subtask)
+            "versions": dict(sorted({**dict.fromkeys(evaluation.tasks), **results.get("versions", {})}.items())),
             "n_samples": {t: results.get("n-samples", {}).get(t, {}).get("effective") for t in evaluation.tasks},
             "num_fewshot": evaluation.num_fewshot,
             "seed": seed,
             **lm.manifest,
+            "inputs": input_hashes(inputs, root),
+            "datasets": {name: record for name, record in datasets.items() if record is not None},
         },
     }
 

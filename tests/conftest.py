@@ -20,6 +20,7 @@ WORKSPACE_FILES = (
     ".dvc/config",
     ".dvc/.gitignore",
     ".gitignore",
+    ".dvcignore",
     "tests/params.e2e.yaml",
 )
 

@@ -16,6 +16,8 @@ import yaml
 from hpo.config import load_params
 from hpo.validate import InputError, validate_inputs
 
+from .test_task_folder import FOLDER, write_task_folder
+
 
 def _params(ws: Path, **changes: object):
     raw = yaml.safe_load((ws / "params.yaml").read_text())
@@ -83,6 +85,80 @@ def test_task_folder_that_does_not_load(workspace: Path) -> None:
     assert "holds no lm-eval task" in _error(workspace, eval__task_dir="empty")
 
 
+USER_TASKS = {"eval__task_dir": FOLDER, "eval__tasks": ["topic_mc", "topic_gen"], "eval__metric": "exact_match"}
+
+
+def test_valid_user_task_folder(workspace: Path) -> None:
+    """lm-eval 0.4.13 indexes tasks as `Entry` objects (not dicts): a valid folder passes, with its metrics."""
+    write_task_folder(workspace)
+    validate_inputs(load_params(_params(workspace, **USER_TASKS)), workspace)
+    assert _error(workspace, **{**USER_TASKS, "eval__metric": "acc"}) == (
+        "eval.metric: got 'acc'; task 'topic_gen' reports exact_match"
+    )
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        (
+            "topic_mc.yaml",
+            f"test: {FOLDER}/data/topic_mc.jsonl",
+            "test: data/topic_mc.jsonl",
+            f"eval.task_dir: task 'topic_mc': {FOLDER}/topic_mc.yaml: data file 'data/topic_mc.jsonl' is relative "
+            "to the YAML's folder, but lm-eval reads relative data_files from its working directory, the workspace "
+            f"root; expected '{FOLDER}/data/topic_mc.jsonl'",
+        ),
+        (
+            "topic_gen.yaml",
+            f"test: {FOLDER}/data/topic_gen.jsonl",
+            "test: data/tinytopic.jsonl",
+            f"eval.task_dir: task 'topic_gen': {FOLDER}/topic_gen.yaml: data file data/tinytopic.jsonl, outside "
+            f"{FOLDER}; expected every file the task reads inside eval.task_dir (the score stage's DVC dependency)",
+        ),
+        (
+            "topic_gen.yaml",
+            f"test: {FOLDER}/data/topic_gen.jsonl",
+            "test: elsewhere/topic_gen.jsonl",
+            f"eval.task_dir: task 'topic_gen': {FOLDER}/topic_gen.yaml: data file 'elsewhere/topic_gen.jsonl' not "
+            f"found; expected a path relative to the workspace root (where lm-eval reads data_files from), inside "
+            f"{FOLDER}",
+        ),
+        (
+            "topic_mc.yaml",
+            "!function utils.process_docs",
+            "!function json.loads",
+            f"eval.task_dir: task 'topic_mc': {FOLDER}/topic_mc.yaml: `!function` process_docs comes from ",
+        ),
+        (
+            "topic_mc.yaml",
+            "!function utils.process_docs",
+            "!function helpers.process_docs",
+            "eval.task_dir: task 'topic_mc' does not load in lm-eval: ImportError: Cannot import module 'helpers'",
+        ),
+        (
+            "topic_gen.yaml",
+            "include: _common.yaml",
+            "include: ../_common.yaml",
+            f"eval.task_dir: task 'topic_gen': {FOLDER}/topic_gen.yaml: includes tasks/_common.yaml, outside {FOLDER}",
+        ),
+    ],
+)
+def test_user_task_must_read_only_its_folder(workspace: Path, file: str, old: str, new: str, expected: str) -> None:
+    folder = write_task_folder(workspace)
+    shutil.copy(folder / "_common.yaml", folder.parent / "_common.yaml")  # for the include outside the folder
+    _edit(folder / file, old, new)
+    message = _error(workspace, **USER_TASKS)
+    assert message.startswith(expected), message
+    if "`!function`" in expected:
+        assert "json/__init__.py, outside tasks/topics; expected every file the task reads inside" in message
+
+
 def test_warm_start_source_missing(workspace: Path) -> None:
     message = _error(workspace, campaign__warm_start={"campaigns": ["earlier"]})
     assert message == "campaign.warm_start.campaigns: no campaign 'earlier' under campaigns/"
@@ -121,7 +197,9 @@ def test_non_utf8_data_and_corpus_name_file_and_offset(workspace: Path) -> None:
     (workspace / "latin1.jsonl").write_bytes(data[:at] + b"\xe9" + data[at:])
     message = _error(workspace, data__path="latin1.jsonl")
     line = data[:at].count(b"\n") + 1
-    assert message == f"data.path: {workspace}/latin1.jsonl: byte {at} (line {line}) is 0xe9, not UTF-8; expected UTF-8 text"
+    assert message == (
+        f"data.path: {workspace}/latin1.jsonl: byte {at} (line {line}) is 0xe9, not UTF-8; expected UTF-8 text"
+    )
     (workspace / "corpus.txt").write_bytes(b"a fine line\n\xff\xfe bad\n")
     message = _error(workspace, data__corpus="corpus.txt")
     assert message == f"data.corpus: {workspace}/corpus.txt: byte 12 (line 2) is 0xff, not UTF-8; expected UTF-8 text"

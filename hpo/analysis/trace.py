@@ -17,7 +17,8 @@ from typing import Any
 from hpo.analysis.source import CampaignSource
 from hpo.record.files import read_json, read_yaml
 from hpo.record.layout import CampaignPaths
-from hpo.record.records import read_trial, stage_key
+from hpo.record.records import read_registry, read_trial, stage_key
+from hpo.tasks import changed_inputs, score_input_deps, task_dir_dep
 
 ARTEFACTS = {
     "data": ("prepare_data@{c}", "campaigns/{c}/data"),
@@ -26,6 +27,9 @@ ARTEFACTS = {
     "train_metrics": ("train_lora@{k}", "campaigns/{c}/trials/{t}/train.json"),
     "merged": ("merge_lora@{k}", "campaigns/{c}/trials/{t}/merged"),
     "metrics": ("score@{k}", "campaigns/{c}/trials/{t}/metrics.json"),
+    # The files the score read (task YAMLs, data, `!function` modules): DVC dependencies of the score stage, their
+    # sha256 recorded in metrics.json's `lm_eval.inputs`; `check` reads their state from `dvc status`.
+    "eval_inputs": ("score@{k}", "campaigns/{c}/trials/{t}/metrics.json:lm_eval.inputs"),
 }
 
 
@@ -86,6 +90,19 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
             "padding_side": lm_eval.get("padding_side"),
             "dtype": lm_eval.get("dtype"),
             "device": lm_eval.get("device"),
+            "task_dir": str(params.eval.task_dir) if params.eval.task_dir else None,
+            # sha256 of every file the score read, as recorded; those whose content differs on disk now
+            "inputs": lm_eval.get("inputs"),
+            "inputs_changed": changed_inputs(lm_eval.get("inputs") or {}, paths.root),
+            "datasets": lm_eval.get("datasets"),  # hub datasets: path, name, revision, fingerprint per split
+            # DVC's hashes of the score stage's evaluation-input dependencies, from dvc.lock
+            "dvc_deps": {
+                d["path"]: d.get("md5")
+                for d in (read_yaml(paths.root / "dvc.lock", {}).get("stages") or {})
+                .get(f"score@{stage_key(paths.name, trial)}", {})
+                .get("deps", [])
+                if d.get("path") in score_input_deps(paths.name, _task_dir(paths, trial))
+            },
         },
         "score": scored.get("score"),
         "wall_seconds": {
@@ -96,7 +113,10 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
 
 
 def check(paths: CampaignPaths, trial: str) -> dict[str, str]:
-    """Each artefact's state on disk against its recorded hash: `ok`, `modified`, `deleted` or `not recorded`."""
+    """Each artefact's state on disk against its recorded hash, from `dvc status`: `ok`, `modified`, `deleted`,
+    `not recorded`, or `unknown` when `dvc status` fails (dvc.yaml or the registry does not parse). The row
+    `eval_inputs` is `modified` (or `deleted`) when a dependency of the trial's score stage that holds evaluation
+    inputs — the task folder, the evaluation file — changed since the score was recorded."""
     hashes = locked_hashes(paths, trial)
     stages = sorted({h["stage"] for h in hashes.values()})
     out = subprocess.run(
@@ -106,20 +126,39 @@ def check(paths: CampaignPaths, trial: str) -> dict[str, str]:
         text=True,
         check=False,
     )
-    status = json.loads(out.stdout or "{}") if out.returncode == 0 else {}
-    changed: dict[str, str] = {}
-    for entries in status.values():
+    try:
+        status = json.loads(out.stdout or "{}") if out.returncode == 0 else None
+    except json.JSONDecodeError:
+        status = None
+    changed: dict[str, dict[str, str]] = {}  # stage -> path -> state
+    for stage, entries in (status or {}).items():
         for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict):
                 for kind in ("changed outs", "changed deps"):
                     for path, state in (entry.get(kind) or {}).items():
-                        changed[path] = state
+                        changed.setdefault(stage, {})[path] = state
+    anywhere = {path: state for per_stage in changed.values() for path, state in per_stage.items()}
     result = {}
     for artefact, h in hashes.items():
-        if h["md5"] is None:
+        if artefact == "eval_inputs":
+            if hashes["metrics"]["md5"] is None:
+                result[artefact] = "not recorded"
+                continue
+            deps = score_input_deps(paths.name, _task_dir(paths, trial))
+            states = {changed.get(h["stage"], {}).get(d) for d in deps} - {None}
+            result[artefact] = (
+                "unknown" if status is None else "deleted" if "deleted" in states else "modified" if states else "ok"
+            )
+        elif h["md5"] is None:
             result[artefact] = "not recorded"
         elif not (paths.root / h["path"]).exists():
             result[artefact] = "deleted"
         else:
-            result[artefact] = changed.get(h["path"], "ok")
+            result[artefact] = "unknown" if status is None else anywhere.get(h["path"], "ok")
     return result
+
+
+def _task_dir(paths: CampaignPaths, trial: str) -> str:
+    """The task folder a trial's score stage depends on (the registry's `task_dir`)."""
+    entry = read_registry(paths.root)["trials"].get(stage_key(paths.name, trial)) or {}
+    return entry.get("task_dir") or task_dir_dep(read_yaml(paths.params, {}).get("eval", {}).get("task_dir"))

@@ -14,6 +14,7 @@ from typing import Any
 from hpo.config import Params, ParamsError, load_params
 from hpo.record.files import read_yaml, records_lock, write_yaml
 from hpo.record.layout import REGISTRY, CampaignPaths
+from hpo.tasks import task_dir_dep
 
 
 def read_trials(paths: CampaignPaths) -> dict[str, dict[str, Any]]:
@@ -30,13 +31,16 @@ def read_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
 
 
 def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds: dict[str, int]) -> None:
-    """Writes a trial's decision and registers its stages for DVC."""
+    """Writes a trial's decision and registers its stages for DVC, with the task folder its score depends on
+    (`task_dir`: the frozen `eval.task_dir`, or `data/tasks`)."""
     with records_lock(paths.root):
         trials = read_trials(paths)
         trials[trial] = {"params": params, "seeds": seeds}
         write_yaml(paths.trials, trials)
         registry = read_registry(paths.root)
-        registry["trials"][stage_key(paths.name, trial)] = {"campaign": paths.name, "trial": trial}
+        task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))
+        entry = {"campaign": paths.name, "trial": trial, "task_dir": task_dir}
+        registry["trials"][stage_key(paths.name, trial)] = entry
         write_yaml(paths.root / REGISTRY, registry)
 
 
@@ -61,18 +65,33 @@ def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
 
 def register_campaign(paths: CampaignPaths, params: Params) -> None:
     """Adds the campaign's own stages (prepare_data, base_model, design, report) to the registry, with the
-    files outside the campaign folder that they read (the data file; the corpus or the user's checkpoint)."""
+    files outside the campaign folder that they read (the data file; the corpus or the user's checkpoint), and
+    gives each of its trials the task folder its score depends on (`task_dir`). Writing the registry also fills
+    in `task_dir` for trials recorded by older code (see `read_registry`), without which dvc.yaml does not parse."""
     with records_lock(paths.root):
         registry = read_registry(paths.root)
         model_source = params.model.checkpoint_dir or params.data.corpus
         registry["campaigns"][paths.name] = {"data": str(params.data.path), "model_source": str(model_source)}
+        for entry in registry["trials"].values():
+            if entry.get("campaign") == paths.name:
+                entry["task_dir"] = task_dir_dep(params.eval.task_dir)
         write_yaml(paths.root / REGISTRY, registry)
 
 
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
-    """The workspace registry with both sections present."""
+    """The workspace registry with both sections present, every trial entry with its `task_dir` (an entry
+    written before the score stage depended on the task folder gets its campaign's, from the frozen params)."""
     registry = read_yaml(root / REGISTRY, {})
-    return {"campaigns": registry.get("campaigns") or {}, "trials": registry.get("trials") or {}}
+    trials = registry.get("trials") or {}
+    frozen: dict[str, str] = {}
+    for entry in trials.values():
+        if isinstance(entry, dict) and "task_dir" not in entry and "campaign" in entry:
+            name = entry["campaign"]
+            if name not in frozen:
+                declared = read_yaml(CampaignPaths(name, root).params, {})
+                frozen[name] = task_dir_dep((declared.get("eval") or {}).get("task_dir"))
+            entry["task_dir"] = frozen[name]
+    return {"campaigns": registry.get("campaigns") or {}, "trials": trials}
 
 
 def stage_key(campaign: str, trial: str) -> str:
