@@ -67,7 +67,17 @@ class CampaignSection(_Section):
     acquisition: Literal["EI", "PI", "LCB", "gp_hedge"] = "EI"
     baseline: bool = True
     warm_start: WarmStart = WarmStart()
-    workers: int = Field(default=1, ge=1, description="trials run at once by this process")
+    workers: int = Field(default=1, ge=1, description="trials run at once: warm worker processes of a local cluster")
+    scheduler: str | None = Field(
+        default=None,
+        pattern=r"^(tcp|tls|inproc|ws|wss|ucx)://\S+$",
+        description="address of a running Dask scheduler whose workers run the trials (instead of a local cluster)",
+    )
+    cpu_threads: int = Field(
+        default=1,
+        ge=1,
+        description="torch CPU threads per trial; results on CPU depend on it, so it is part of the campaign",
+    )
     max_failures: int | None = Field(default=None, ge=0, description="stop once more trials than this failed")
     storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
 

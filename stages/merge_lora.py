@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 from hpo.checkpoint import resolve_checkpoint
-from hpo.record.layout import stage_args
+from hpo.record.layout import CampaignPaths, stage_args
+from hpo.trials.cache import pin_threads
 
 
 def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:
@@ -36,18 +37,28 @@ def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:
     return out_dir / "lit_model.pth"
 
 
-def main() -> None:
-    paths, trial_id = stage_args("Merge one trial's LoRA adapter into its base model.", trial=True)
+def run(paths: CampaignPaths, trial_id: str) -> Path:
+    """The stage for one recorded trial: what `python -m stages.merge_lora` and a warm worker both run.
+
+    Returns:
+        The merged weights, or the note saying why the trial has none.
+    """
+    pin_threads(paths.load().campaign.cpu_threads)
     trial = paths.trial(trial_id)
     trained = json.loads(trial.train_metrics.read_text())
     if trained["state"] != "complete":
         if trial.merged.exists():
             shutil.rmtree(trial.merged)
         trial.merged.mkdir(parents=True)
-        (trial.merged / "NOT_MERGED.json").write_text(json.dumps(trained, indent=2) + "\n")
-        print(f"not merged: {trained['reason']}")
-        return
-    print(merge_lora(trial.adapter, resolve_checkpoint(paths.base_model), trial.merged))
+        note = trial.merged / "NOT_MERGED.json"
+        note.write_text(json.dumps(trained, indent=2) + "\n")
+        return note
+    return merge_lora(trial.adapter, resolve_checkpoint(paths.base_model), trial.merged)
+
+
+def main() -> None:
+    paths, trial_id = stage_args("Merge one trial's LoRA adapter into its base model.", trial=True)
+    print(run(paths, trial_id))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from hpo.config import EvalSection
-from hpo.record.layout import stage_args
+from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
+from hpo.trials.cache import cached, folder_hash, pin_threads
 
 
 def make_lm(checkpoint_dir: Path, batch_size: int) -> Any:
@@ -52,7 +53,12 @@ def make_lm(checkpoint_dir: Path, batch_size: int) -> Any:
             self.model.max_seq_length = config.block_size
             self.block_size = config.block_size
             self.batch_size = batch_size
-            self.manifest = {"device": device.type, "dtype": str(dtype).removeprefix("torch."), "padding_side": "right"}
+            self.manifest = {
+                "device": device.type,
+                "dtype": str(dtype).removeprefix("torch."),
+                "padding_side": "right",
+                "cpu_threads": torch.get_num_threads(),
+            }
 
         def _encode(self, text: str, bos: bool) -> list[int]:
             return self.tokenizer.encode(text, bos=bos, eos=False).tolist()
@@ -152,14 +158,21 @@ def score(
 
         def load(self, task_list: Any) -> Any:
             out = super().load(task_list)
-            self.loaded = {**getattr(self, "loaded", {}), **out["tasks"]}
+            self.loaded = {**self.loaded, **out["tasks"]}
             return out
 
     include = [str(p) for p in (task_dir, evaluation.task_dir) if p is not None]
+    # lm-eval's task index (~14 s with its built-in tasks) is built once per worker for the same task files.
+    index_key = (tuple(include), evaluation.include_default_tasks, tuple(folder_hash(Path(p)) for p in include))
     with no_bytecode():  # user `!function` modules live in a DVC-tracked folder: no __pycache__ there
-        task_manager = RecordingTaskManager(
-            include_path=include or None, include_defaults=evaluation.include_default_tasks
+        task_manager = cached(
+            "task_index",
+            index_key,
+            lambda: RecordingTaskManager(
+                include_path=include or None, include_defaults=evaluation.include_default_tasks
+            ),
         )
+        task_manager.loaded = {}
         inputs = task_inputs(task_manager, evaluation.tasks, root)
         lm = make_lm(checkpoint_dir, evaluation.batch_size)
         results = simple_evaluate(
@@ -176,7 +189,7 @@ def score(
             bootstrap_iters=0,
         )
     assert results is not None
-    loaded = getattr(task_manager, "loaded", {})
+    loaded = task_manager.loaded
     datasets = {name: dataset_record(loaded[name], root) for name in sorted(loaded)}
     per_task: dict[str, dict[str, float | None]] = {}
     for task in evaluation.tasks:
@@ -208,9 +221,10 @@ def score(
     }
 
 
-def main() -> None:
-    paths, trial_id = stage_args("Score one trial's merged model with lm-eval.", trial=True)
+def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
+    """The stage for one recorded trial: what `python -m stages.score` and a warm worker both run."""
     params = paths.load()
+    pin_threads(params.campaign.cpu_threads)
     trial = paths.trial(trial_id)
     trained = json.loads(trial.train_metrics.read_text())
     if trained["state"] != "complete":
@@ -219,6 +233,12 @@ def main() -> None:
         seed = read_trial(paths, trial_id)["seeds"]["eval"]
         result = score(trial.merged, params.eval, paths.tasks, seed)
     trial.metrics.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main() -> None:
+    paths, trial_id = stage_args("Score one trial's merged model with lm-eval.", trial=True)
+    result = run(paths, trial_id)
     print(json.dumps({"score": result["score"], "state": result["state"]}))
 
 

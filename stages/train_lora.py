@@ -17,14 +17,17 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import TrainSection
 from hpo.litgpt_cli import run_litgpt
-from hpo.record.layout import TrialPaths, stage_args
+from hpo.record.layout import CampaignPaths, TrialPaths, stage_args
 from hpo.record.records import read_trial
+from hpo.trials.cache import base_state, pin_threads
 
 
 def finetune_config(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out_dir: Path, seed: int) -> dict:
@@ -98,13 +101,12 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
             shutil.rmtree(path)
     config = finetune_config(train, checkpoint_dir, data_dir, work, seed)
     start = time.perf_counter()
-    run_litgpt("finetune_lora", config, out.dir / "finetune_lora.yaml")
+    with _warm_litgpt():
+        run_litgpt("finetune_lora", config, out.dir / "finetune_lora.yaml")
     print(f"training loop: {time.perf_counter() - start:.1f} s", flush=True)  # in the trial's log only
 
-    # litgpt merges into final/lit_model.pth itself; the merge_lora stage owns the merged model, so the adapter
-    # keeps only the LoRA weights and the files needed to rebuild the model.
+    # The adapter keeps only the LoRA weights and the files needed to rebuild the model (merge_lora merges).
     final = work / "final"
-    (final / "lit_model.pth").unlink(missing_ok=True)
     shutil.move(final, out.adapter)
     shutil.move(out.dir / "finetune_lora.yaml", out.adapter / "finetune_lora.yaml")
     rows = read_litgpt_log(work)
@@ -125,6 +127,33 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
     }
     out.train_metrics.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+@contextmanager
+def _warm_litgpt() -> Iterator[None]:
+    """litgpt's LoRA script, reading the base weights from the process's cache and skipping its own merge.
+
+    `litgpt.finetune.lora.main` loads `lit_model.pth` from disk for every run and merges the adapter into
+    `final/lit_model.pth` at the end. In a warm worker the base weights are read once (`hpo.trials.cache`) and
+    copied into each trial's model, as litgpt's own single-device `load_checkpoint` does (`load_state_dict`);
+    the merge_lora stage owns the merged model, so litgpt's extra merge is skipped. Sharded strategies (FSDP,
+    model parallel) keep litgpt's loader.
+    """
+    import litgpt.finetune.lora as lora
+    from lightning.fabric.strategies import FSDPStrategy, ModelParallelStrategy
+
+    litgpt_load, litgpt_merge = lora.load_checkpoint, lora.merge_lora
+
+    def load_checkpoint(fabric: Any, model: Any, checkpoint_path: Path, strict: bool = True) -> None:
+        if isinstance(fabric.strategy, FSDPStrategy | ModelParallelStrategy):
+            return litgpt_load(fabric, model, checkpoint_path, strict=strict)
+        model.load_state_dict(base_state(Path(checkpoint_path)), strict=strict)
+
+    lora.load_checkpoint, lora.merge_lora = load_checkpoint, lambda **_: None
+    try:
+        yield
+    finally:
+        lora.load_checkpoint, lora.merge_lora = litgpt_load, litgpt_merge
 
 
 def read_litgpt_log(work: Path) -> list[dict[str, float | None]]:
@@ -170,20 +199,25 @@ def _cell(x: float | None) -> str:
     return "" if x is None else f"{x:.6g}"
 
 
-def main() -> None:
-    paths, trial_id = stage_args("Fine-tune one trial's LoRA adapter with litgpt.", trial=True)
+def run(paths: CampaignPaths, trial_id: str) -> dict:
+    """The stage for one recorded trial: what `python -m stages.train_lora` and a warm worker both run."""
     params = paths.load()
+    pin_threads(params.campaign.cpu_threads)
     trial = read_trial(paths, trial_id)
     out = paths.trial(trial_id)
     out.dir.mkdir(parents=True, exist_ok=True)
-    result = train_lora(
+    return train_lora(
         params.trial_train(trial["params"]),
         resolve_checkpoint(paths.base_model),
         paths.data,
         out,
         trial["seeds"]["train"],
     )
-    print(json.dumps(result))
+
+
+def main() -> None:
+    paths, trial_id = stage_args("Fine-tune one trial's LoRA adapter with litgpt.", trial=True)
+    print(json.dumps(run(paths, trial_id)))
 
 
 if __name__ == "__main__":

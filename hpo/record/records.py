@@ -116,7 +116,7 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
 
 
 # How a process runs the campaign, not what the campaign is: may differ between runs and processes.
-OPERATIONAL = ("workers", "max_failures", "storage")
+OPERATIONAL = ("workers", "scheduler", "max_failures", "storage")
 
 
 def _identity(params: dict) -> dict:
@@ -126,7 +126,8 @@ def _identity(params: dict) -> dict:
 
 def _start(paths: CampaignPaths, params: Params, frozen: dict, params_file: Path) -> tuple[CampaignPaths, Params]:
     if paths.params.is_file():
-        existing = read_yaml(paths.params, {})
+        # through the schema, so a setting added since the campaign was recorded reads as its default
+        existing = load_params(paths.params).model_dump(mode="json")
         if _identity(existing) != _identity(frozen):
             changed = sorted(k for k in frozen if _identity(frozen).get(k) != _identity(existing).get(k))
             raise ParamsError(
