@@ -1,13 +1,25 @@
-"""The campaign flow: the story of a campaign, told with Prefect tasks; every computation is a DVC stage.
+"""The campaign flow: the story of a campaign, told with Prefect tasks on warm Dask workers.
 
-prepare (validate, record, build data, base model and design) → baseline → interrupted trials again →
-loop (propose → run the trial's stages on the task runner, `workers` at a time → finish) → report.
-The bookkeeping behind each step is `hpo.record.campaign.Campaign`'s; this file only orchestrates and prints.
+prepare (validate, record, build data, base model and design through DVC) → baseline → interrupted trials again →
+loop (propose → run the trial on a warm worker, `workers` at a time → finish) → report.
+The bookkeeping behind each step is `hpo.record.campaign.Campaign`'s; a trial's stages run in a worker process
+of the engine (`hpo.trials.worker`). This file only orchestrates and prints.
+
+Trials are Prefect tasks on prefect-dask's `DaskTaskRunner`: by default a local Dask cluster of
+`campaign.workers` single-threaded worker processes, each keeping its imports and the base model between trials;
+with `campaign.scheduler` the workers of a running Dask scheduler (any number of machines: `dask worker`,
+dask-jobqueue on SLURM, dask-cuda's one worker per GPU). A worker that dies in the middle of a trial loses only
+that attempt: Dask runs the task again on another worker and the trial is recorded as interrupted.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +30,13 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.futures import PrefectFuture, as_completed  # noqa: E402
+from prefect_dask import DaskTaskRunner  # noqa: E402
 
-from hpo.config import Params  # noqa: E402
+from flows.progress import LiveTrials, Progress  # noqa: E402
+from hpo.config import Params, load_params  # noqa: E402
 from hpo.record.campaign import Campaign, Trial  # noqa: E402
-from hpo.record.dvc import ReproError  # noqa: E402
-from hpo.record.layout import BASELINE  # noqa: E402
+from hpo.record.dvc import StageError  # noqa: E402
+from hpo.trials.worker import run_trial as run_on_worker  # noqa: E402
 
 # DVC's per-output locks fail at once ("is busy") rather than wait: such errors are retried with this backoff.
 BACKOFF: list[float] = [2, 5, 10, 20, 30]
@@ -32,7 +46,7 @@ RETRIES: dict[str, Any] = {"retries": 5, "retry_delay_seconds": BACKOFF, "cache_
 def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
-    except ReproError as err:
+    except StageError as err:
         return err.transient
     except Exception:
         return False
@@ -47,9 +61,9 @@ def prepare(params_file: str) -> tuple[Campaign, dict[str, int]]:
 
 
 @task(name="run-trial", retry_condition_fn=_is_transient, **RETRIES)
-def run_trial(campaign: Campaign, trial: str) -> dict[str, Any]:
-    """Runs a recorded trial's stages (train_lora → merge_lora → score) through DVC; returns its metrics."""
-    return campaign.run(trial, on_stage=lambda t, stage: print(f"  {t}  {stage} …", flush=True))
+def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str, Any]:
+    """Runs a recorded trial's stages (train_lora → merge_lora → score) on a warm worker; returns its metrics."""
+    return run_on_worker(root, campaign, trial, submission)
 
 
 @task(name="report", retry_condition_fn=_is_transient, **RETRIES)
@@ -62,22 +76,94 @@ class CampaignStopped(RuntimeError):
     """The campaign stopped itself (too many failures); the message says why."""
 
 
-@flow(name="campaign")  # Prefect's default task runner is a ThreadPoolTaskRunner: submitted trials run at once
-def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
-    """Runs (or resumes) the campaign declared in `params_file` and returns its best-trial summary.
+def local_cluster(workers: int) -> dict[str, Any]:
+    """A local Dask cluster of `workers` single-threaded worker processes (one trial each at a time)."""
+    return {
+        "n_workers": workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": "127.0.0.1:0",
+        "silence_logs": logging.WARNING,
+    }
 
-    With `campaign.workers: N`, N trials run at once on the flow's task runner; several `campaign run`
-    processes may share one campaign (its study and records), each running trials the others do not.
+
+@contextmanager
+def trial_workers(params: Params) -> Iterator[str]:
+    """The Dask scheduler address whose workers run the trials: `campaign.scheduler`, or a local cluster of
+    `campaign.workers` processes started now, so that they import litgpt and lm-eval while Prefect's server
+    starts, and closed at the end."""
+    if params.campaign.scheduler:
+        yield params.campaign.scheduler
+        return
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(**local_cluster(params.campaign.workers)) as cluster, Client(cluster) as client:
+        print(f"{params.campaign.workers} warm worker(s); Dask dashboard: {cluster.dashboard_link}", flush=True)
+        # the workers import litgpt and lm-eval (~10 s) while the flow process starts Prefect's server
+        threading.Thread(target=client.run, args=(_import_trial_code,), daemon=True).start()
+        yield cluster.scheduler_address
+
+
+def _import_trial_code() -> None:
+    from hpo.trials import finetune
+
+    finetune.stages()
+
+
+def run_campaign(params_file: str = "params.yaml") -> dict[str, Any]:
+    """Starts the trial workers, then runs the campaign flow on them (what `campaign run` does)."""
+    with trial_workers(load_params(params_file)) as address:
+        return campaign(params_file, scheduler=address)
+
+
+@flow(name="campaign")
+def campaign(params_file: str = "params.yaml", scheduler: str | None = None) -> dict[str, Any]:
+    """Runs (or resumes) the campaign declared in `params_file` on its trial workers; returns the best-trial
+    summary.
+
+    Args:
+        params_file: the campaign's declaration.
+        scheduler: a Dask scheduler's address (default `campaign.scheduler`; unset: a local cluster of
+            `campaign.workers` processes for this run).
+    """
+    params = load_params(params_file)
+    address = scheduler or params.campaign.scheduler
+    runner = (
+        DaskTaskRunner(address=address)
+        if address
+        else DaskTaskRunner(cluster_kwargs=local_cluster(params.campaign.workers))
+    )
+    return trials.with_options(task_runner=runner)(params_file)
+
+
+@flow(name="campaign-trials")
+def trials(params_file: str) -> dict[str, Any]:
+    """The campaign's story, on the task runner its parent flow chose.
+
+    With `campaign.workers: N`, N trials run at once; several `campaign run` processes may share one campaign
+    (its study and records), each running trials the others do not.
     """
     c, warm = prepare(params_file)
     if warm["added"] or warm["skipped"]:
         print(f"warm start: {warm['added']} prior observations added, {warm['skipped']} outside the space skipped")
     progress = Progress(c.params)
+    live = LiveTrials(c.paths, c.params)
+    root = str(c.paths.root.resolve())
+
+    def submit(trial: Trial) -> PrefectFuture:
+        live.start(trial)
+        return run_trial.submit(root, c.name, trial.id, uuid.uuid4().hex)
+
+    def finish(trial: Trial, future: PrefectFuture) -> None:
+        live.stop(trial.id)
+        progress.show(trial.id, trial.params, c.finish(trial, _outcome(future.result)))
 
     baseline = c.baseline()
     if baseline is not None:
-        result = baseline.result or c.finish(baseline, _outcome(lambda: run_trial(c, BASELINE)))
-        progress.show(baseline.id, baseline.params, result)
+        if baseline.result is None:
+            finish(baseline, submit(baseline))
+        else:
+            progress.show(baseline.id, baseline.params, baseline.result)
 
     queue = c.interrupted()
     for trial in queue:
@@ -88,76 +174,35 @@ def campaign(params_file: str = "params.yaml") -> dict[str, Any]:
             next_trial = queue.pop(0) if queue else c.propose()
             if next_trial is None:
                 break
-            running[run_trial.submit(c, next_trial.id)] = next_trial
+            running[submit(next_trial)] = next_trial
         if not running:
             break
         done = next(as_completed(list(running)))
-        trial = running.pop(done)
-        progress.show(trial.id, trial.params, c.finish(trial, _outcome(done.result)))
+        finish(running.pop(done), done)
         stop = c.too_many_failures()
         if stop:
             for future, other in running.items():
-                progress.show(other.id, other.params, c.finish(other, _outcome(future.result)))
+                finish(other, future)
+            live.close()
             report(c)
             raise CampaignStopped(stop)
 
+    live.close()
     summary = report(c)
     progress.final(summary)
     return summary
 
 
-def _outcome(result: Any) -> dict[str, Any] | ReproError:
-    """A trial's metrics, or the DVC error its stages raised (recorded as a failure; the campaign goes on)."""
+def _outcome(result: Any) -> dict[str, Any] | Exception:
+    """A trial's metrics, or the error it raised — a stage's, DVC's, or the engine's when the trial killed every
+    worker it ran on (recorded as a failure; the campaign goes on)."""
     try:
         return result()
-    except ReproError as err:
+    except Exception as err:
         return err
-
-
-class Progress:
-    """One line per finished trial: id, params, state, score, best so far."""
-
-    def __init__(self, params: Params) -> None:
-        self.maximize = params.eval.direction == "maximize"
-        self.best: tuple[float, str] | None = None
-        self.baseline: float | None = None
-
-    def show(self, trial: str, values: dict[str, Any], result: dict[str, Any]) -> None:
-        score = result.get("score")
-        if trial == BASELINE:
-            self.baseline = score
-        elif score is not None and (self.best is None or (score > self.best[0]) == self.maximize):
-            self.best = (score, trial)
-        shown = " ".join(f"{k}={_short(v)}" for k, v in values.items())
-        best = f"best={self.best[0]:.4f} ({self.best[1]})" if self.best else "best=-"
-        score_text = f"{score:.4f}" if score is not None else "-"
-        extra = f"  [{result.get('reason')}]" if result["state"] != "complete" else ""
-        wall = f"{result['wall_seconds']:.0f}s" if result.get("wall_seconds") else ""
-        print(f"{trial:>8}  {result['state']:<8} score={score_text}  {best}  {wall}  {shown}{extra}", flush=True)
-
-    def final(self, summary: dict[str, Any]) -> None:
-        best = summary.get("best")
-        print("\n" + "=" * 78)
-        print(f"campaign {summary['campaign']}: {summary['completed']} complete, {summary['failed']} failed")
-        print(f"objective: {summary['metric']} ({summary['direction']})")
-        if best:
-            print(
-                f"best trial {best['trial']}: score {best['score']:.4f}   baseline (litgpt defaults): "
-                f"{_short(summary['baseline_score'])}"
-            )
-            print("params: " + ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items()))
-            for kind, path in (summary.get("artefacts") or {}).items():
-                print(f"  {kind:<8} {path}")
-        print(f"report: campaigns/{summary['campaign']}/report/ (trials.csv, best.json, history.png)")
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 if __name__ == "__main__":
     import sys
 
-    campaign(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    run_campaign(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")

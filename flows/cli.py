@@ -36,10 +36,10 @@ def run(
         validate_inputs(load_params(params))
     except (ParamsError, InputError) as err:
         raise _fail(str(err)) from None
-    from flows.campaign import CampaignStopped, campaign
+    from flows.campaign import CampaignStopped, run_campaign
 
     try:
-        campaign(str(params))
+        run_campaign(str(params))
     except CampaignStopped as err:
         raise _fail(str(err)) from None
 

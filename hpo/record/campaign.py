@@ -8,7 +8,7 @@ calls only this object; it never opens a record file or takes a lock. Behind it:
   the design points;
 - `propose` asks the proposer under the records lock and writes the decision (params and seeds in `trials.yaml`,
   lineage) before the trial runs — decisions are data;
-- `run` reproduces the trial's DVC stages (train_lora → merge_lora → score) and reads its metrics;
+- the trial itself runs on a warm worker (`hpo.trials.worker.run_trial`), which commits its stages to DVC;
 - `finish` records the outcome — the score told to the study, or the failure and its reason — and its costs.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,11 @@ import optuna
 
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params, trial_id
-from hpo.record.dvc import ReproError, repro
-from hpo.record.files import file_lock, read_json, records_lock
+from hpo.record.dvc import StageError, repro
+from hpo.record.files import file_lock, read_json, read_yaml, records_lock
 from hpo.record.layout import BASELINE, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
-from hpo.record.records import record_failure, record_lineage, record_trial, stage_key, start_campaign
+from hpo.record.records import record_failure, record_lineage, record_trial, start_campaign
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
 from hpo.search.proposers import ask, enqueue_design
 from hpo.search.warm_start import warm_start
@@ -151,38 +150,15 @@ class Campaign:
         trial.stop_heartbeat = heartbeat(self.study, trial.study_trial)
         return trial
 
-    def run(self, trial: str, on_stage: Callable[[str, str], None] | None = None) -> dict[str, Any]:
-        """Runs a recorded trial's stages (train_lora → merge_lora → score) through DVC; returns its metrics
-        with the trial's wall seconds and each stage's.
-
-        Raises:
-            ReproError: a stage failed (`transient` when only a lock was busy).
-        """
-        start = time.perf_counter()
-        starts: list[tuple[str, float]] = []
-
-        def started(stage: str) -> None:
-            starts.append((stage, time.perf_counter()))
-            if on_stage:
-                on_stage(trial, stage)
-
-        key = stage_key(self.name, trial)
-        stages = [f"train_lora@{key}", f"merge_lora@{key}", f"score@{key}"]
-        repro(stages, self.paths.dir / "logs" / f"{trial}.log", on_stage=started, single_item=True)
-        end = time.perf_counter()
-        metrics = json.loads(self.paths.trial(trial).metrics.read_text())
-        metrics["wall_seconds"] = round(end - start, 3)
-        # Each stage's wall time, process start and imports included: from DVC starting it to the next stage's start.
-        ends = [t for _, t in starts[1:]] + ([end] if starts else [])
-        metrics["stage_seconds"] = {stage: round(e - t, 3) for (stage, t), e in zip(starts, ends, strict=True)}
-        return metrics
-
-    def finish(self, trial: Trial, outcome: dict[str, Any] | ReproError) -> dict[str, Any]:
+    def finish(self, trial: Trial, outcome: dict[str, Any] | StageError) -> dict[str, Any]:
         """Records a trial's outcome — its metrics, or the error it raised as a failure with the error's own line
         as the reason — and tells the study."""
         trial.stop_heartbeat()
         result = outcome if isinstance(outcome, dict) else self._failure(trial.id, outcome)
-        costs = {"wall_seconds": result.get("wall_seconds"), "stage_seconds": result.get("stage_seconds")}
+        costs = {key: result.get(key) for key in ("wall_seconds", "stage_seconds", "worker", "worker_loads")}
+        if result.get("interrupted"):  # a worker died in the middle of it and the engine ran it again
+            earlier = read_yaml(self.paths.lineage, {}).get(trial.id, {}).get("interrupted", 0)
+            costs["interrupted"] = int(earlier) + int(result["interrupted"])
         record_lineage(self.paths, trial.id, costs)
         if trial.study_trial is not None:
             for key, value in costs.items():

@@ -1,7 +1,11 @@
-"""Run DVC stages from a flow: `dvc repro` in a subprocess of this interpreter, its output kept in a log file.
+"""DVC from a flow or a worker: `dvc repro` in a subprocess (its output kept in a log file), and `dvc commit`
+of stages that a warm worker ran itself.
 
-DVC is the engine that runs and records stages; the flow only says which target to reproduce. `--wait-for-lock`
-lets several processes share the repository (DVC serialises its lock instead of failing at once).
+DVC is the engine that records stages. The campaign's own stages (prepare_data, base_model, design, report) run
+through `dvc repro`; a trial's stages run as functions in a warm worker and are then committed, which writes their
+dvc.lock entries and caches their outputs exactly as `dvc repro` would have. `--wait-for-lock` (and
+`_wait_for_lock` for the Python API) lets several processes share the repository: DVC serialises its lock
+instead of failing at once.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ TRANSIENT = ("Unable to acquire lock", "is busy")
 STAGE_LINE = re.compile(r"Running stage '([\w.-]+)@")
 
 
-class ReproError(RuntimeError):
-    """`dvc repro` failed; `transient` says whether running it again may succeed (a lock, not the code)."""
+class StageError(RuntimeError):
+    """A stage failed (under `dvc repro` or in a worker); `transient` says whether running it again may succeed
+    (a busy lock, not the code)."""
 
     def __init__(self, message: str, transient: bool) -> None:
         super().__init__(message)
@@ -38,7 +43,7 @@ def repro(
             would take write locks that other trials' stages, reading the same base model, hold).
 
     Raises:
-        ReproError: with the last lines of the output.
+        StageError: with the last lines of the output.
     """
     env = dict(os.environ)
     # Stage commands say `python`: make it this interpreter, whether or not the venv is activated.
@@ -61,7 +66,30 @@ def repro(
         code = proc.wait()
     if code != 0:
         text = "\n".join(tail)
-        raise ReproError(
+        raise StageError(
             f"dvc repro {' '.join(targets)} failed (exit {code}); see {log_file}:\n{text}",
             transient=any(t in text for t in TRANSIENT),
         )
+
+
+def commit(targets: list[str], root: Path = Path(".")) -> None:
+    """Records stages that ran outside `dvc repro` (`dvc commit --force <targets>`) under DVC's repository lock.
+
+    Each target's dependencies and outputs are hashed, its dvc.lock entry written and its cached outputs moved
+    into the DVC cache, as `dvc repro` does after running the stage's command.
+
+    Raises:
+        StageError: DVC could not record a target (transient when its lock stayed busy).
+    """
+    from dvc.exceptions import DvcException
+    from dvc.lock import LockError
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root), _wait_for_lock=True) as repo:
+            for target in targets:
+                repo.commit(target, force=True)
+    except LockError as err:
+        raise StageError(f"dvc commit {' '.join(targets)}: {err}", transient=True) from err
+    except DvcException as err:
+        raise StageError(f"dvc commit {' '.join(targets)}: {err}", transient=False) from err

@@ -1,0 +1,1 @@
+"""Trial kinds (fine-tuning: train → merge → score) and the warm worker process that runs them."""

@@ -1,0 +1,130 @@
+"""Runs one trial inside a long-lived worker process of the engine (a Dask worker), then records it with DVC.
+
+The worker keeps its imports (litgpt, lightning, lm-eval) and what trials share (`hpo.trials.cache`) between
+trials; a trial is the kind's stage functions called one after the other — the very functions `python -m
+stages.<name>` runs — with their output in the trial's log, then `dvc commit` of exactly that trial's stages, so
+dvc.lock and the DVC cache hold it as if `dvc repro` had run it, and `dvc repro` on a clean clone runs the stage
+commands and rebuilds the same bytes.
+
+Each start of a trial appends a line to `logs/<trial>.attempts` with the submission's id and the worker's
+address. A worker killed in the middle of a trial leaves its line behind; the engine runs the trial again on
+another worker, whose result then counts the earlier starts of the same submission as interruptions (never as a
+failure).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any, TextIO
+
+from hpo.record.dvc import StageError, commit
+from hpo.record.layout import CampaignPaths
+from hpo.record.records import stage_key
+from hpo.trials import cache, finetune
+
+LOGGERS = ("", "dvc")  # the root logger, and DVC's, which has console handlers of its own
+
+
+def worker_name() -> str:
+    """The engine's name for this worker (its Dask address), or host:pid outside a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str, Any]:
+    """Runs a recorded trial's stages in this process and records them with DVC.
+
+    Args:
+        root: the workspace (where dvc.yaml lives), absolute: stage paths are relative to it, as under DVC.
+        campaign: the campaign's name.
+        trial: the recorded trial's id (`t003`, `baseline`).
+        submission: an id for this submission of the trial, the same for every attempt the engine makes.
+
+    Returns:
+        The trial's metrics (metrics.json) with its wall seconds, each stage's seconds, the worker, the number
+        of earlier attempts of this submission that were interrupted, and the worker's cache builds so far.
+
+    Raises:
+        StageError: a stage raised (its exception's line is in the message; the traceback is in the log).
+    """
+    os.chdir(root)
+    if root not in sys.path:  # the workspace's own code, as `python -m stages.<name>` under DVC imports it
+        sys.path.insert(0, root)
+    paths = CampaignPaths(campaign)
+    key = stage_key(campaign, trial)
+    logs = paths.dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    worker = worker_name()
+    interrupted = _attempt(logs / f"{trial}.attempts", submission, worker)
+
+    start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log):
+        for name, stage in finetune.stages():
+            print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
+            began = time.perf_counter()
+            try:
+                stage(paths, trial)
+            except Exception as err:
+                traceback.print_exc()
+                raise StageError(
+                    f"{name}@{key} failed in worker {worker}; see {logs / f'{trial}.log'}:\n"
+                    f"{type(err).__name__}: {err}",
+                    transient=False,
+                ) from None
+            finally:
+                cache.release()
+            seconds[name] = round(time.perf_counter() - began, 3)
+        commit([f"{name}@{key}" for name in finetune.STAGE_NAMES])
+    metrics = json.loads(paths.trial(trial).metrics.read_text())
+    metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
+    metrics["stage_seconds"] = seconds
+    metrics["worker"] = worker
+    metrics["interrupted"] = interrupted
+    metrics["worker_loads"] = dict(cache.loads)  # what this worker has built so far (base model: once)
+    return metrics
+
+
+@contextmanager
+def _output_to(log: TextIO) -> Iterator[None]:
+    """Sends the trial's prints, warnings and library logs (litgpt, lightning, lm-eval, DVC) to its log file, as
+    the stage processes under `dvc repro` do, instead of the worker's console and Prefect's log handlers."""
+    import dvc  # noqa: F401  (importing dvc installs its handlers on the worker's console: swap them too)
+
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    saved = [(logger.handlers[:], logger.level) for logger in loggers]
+    for logger in loggers:  # the root logger writes to the log; DVC's passes its records up to it
+        logger.handlers[:] = [handler] if logger is logging.getLogger() else []
+        logger.setLevel(logging.INFO)
+    try:
+        with redirect_stdout(log), redirect_stderr(log):
+            yield
+    finally:
+        for logger, (handlers, level) in zip(loggers, saved, strict=True):
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+
+
+def _attempt(attempts: Path, submission: str, worker: str) -> int:
+    """Appends this attempt; returns how many earlier attempts of the same submission there were."""
+    earlier = 0
+    if attempts.is_file():
+        earlier = sum(1 for line in attempts.read_text().splitlines() if line.split(" ", 1)[0] == submission)
+    with attempts.open("a") as f:
+        f.write(f"{submission} {worker} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    return earlier
