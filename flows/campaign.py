@@ -97,6 +97,7 @@ def trial_workers(params: Params) -> Iterator[str]:
         return
     from distributed import Client, LocalCluster
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would bury the trials' lines
     with LocalCluster(**local_cluster(params.campaign.workers)) as cluster, Client(cluster) as client:
         print(f"{params.campaign.workers} warm worker(s); Dask dashboard: {cluster.dashboard_link}", flush=True)
         # the workers import litgpt and lm-eval (~10 s) while the flow process starts Prefect's server
@@ -133,7 +134,7 @@ def campaign(params_file: str = "params.yaml", scheduler: str | None = None) -> 
         if address
         else DaskTaskRunner(cluster_kwargs=local_cluster(params.campaign.workers))
     )
-    return trials.with_options(task_runner=runner)(params_file)
+    return trials.with_options(task_runner=runner)(params_file)  # type: ignore[arg-type]  # (prefect-dask's stubs)
 
 
 @flow(name="campaign-trials")

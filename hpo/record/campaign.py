@@ -25,7 +25,7 @@ import optuna
 
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params, trial_id
-from hpo.record.dvc import StageError, repro
+from hpo.record.dvc import repro
 from hpo.record.files import file_lock, read_json, read_yaml, records_lock
 from hpo.record.layout import BASELINE, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
@@ -34,6 +34,8 @@ from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned,
 from hpo.search.proposers import ask, enqueue_design
 from hpo.search.warm_start import warm_start
 
+# What a trial cost and where it ran, kept in lineage.yaml and the Optuna trial (never in a file a stage writes).
+COSTS = ("wall_seconds", "stage_seconds", "worker", "worker_loads", "worker_rss_mb")
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
 
@@ -150,12 +152,12 @@ class Campaign:
         trial.stop_heartbeat = heartbeat(self.study, trial.study_trial)
         return trial
 
-    def finish(self, trial: Trial, outcome: dict[str, Any] | StageError) -> dict[str, Any]:
+    def finish(self, trial: Trial, outcome: dict[str, Any] | Exception) -> dict[str, Any]:
         """Records a trial's outcome — its metrics, or the error it raised as a failure with the error's own line
         as the reason — and tells the study."""
         trial.stop_heartbeat()
         result = outcome if isinstance(outcome, dict) else self._failure(trial.id, outcome)
-        costs = {key: result.get(key) for key in ("wall_seconds", "stage_seconds", "worker", "worker_loads")}
+        costs = {key: result.get(key) for key in COSTS}
         if result.get("interrupted"):  # a worker died in the middle of it and the engine ran it again
             earlier = read_yaml(self.paths.lineage, {}).get(trial.id, {}).get("interrupted", 0)
             costs["interrupted"] = int(earlier) + int(result["interrupted"])

@@ -26,6 +26,8 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
+import psutil
+
 from hpo.record.dvc import StageError, commit
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import stage_key
@@ -55,7 +57,8 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
 
     Returns:
         The trial's metrics (metrics.json) with its wall seconds, each stage's seconds, the worker, the number
-        of earlier attempts of this submission that were interrupted, and the worker's cache builds so far.
+        of earlier attempts of this submission that were interrupted, the worker's cache builds so far and its
+        resident memory after the trial.
 
     Raises:
         StageError: a stage raised (its exception's line is in the message; the traceback is in the log).
@@ -95,6 +98,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
     metrics["worker"] = worker
     metrics["interrupted"] = interrupted
     metrics["worker_loads"] = dict(cache.loads)  # what this worker has built so far (base model: once)
+    metrics["worker_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # after the trial's release
     return metrics
 
 
