@@ -98,7 +98,12 @@ def trial_workers(params: Params) -> Iterator[str]:
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would bury the trials' lines
+    environ = dict(os.environ)
     with LocalCluster(**local_cluster(params.campaign.workers)) as cluster, Client(cluster) as client:
+        # Dask's nanny sets OMP_NUM_THREADS=1 (and the like) in this process for its workers: the stage processes
+        # that DVC starts from here must not inherit them (the stages pin their own threads: campaign.cpu_threads)
+        os.environ.clear()
+        os.environ.update(environ)
         print(f"{params.campaign.workers} warm worker(s); Dask dashboard: {cluster.dashboard_link}", flush=True)
         # the workers import litgpt and lm-eval (~10 s) while the flow process starts Prefect's server
         threading.Thread(target=client.run, args=(_import_trial_code,), daemon=True).start()

@@ -23,6 +23,7 @@ from hpo.litgpt_cli import run_litgpt
 from hpo.record.layout import stage_args
 from hpo.record.lineage import hash_path
 from hpo.textfile import read_text
+from hpo.trials.cache import pin_threads
 
 
 def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: int) -> dict:
@@ -185,6 +186,7 @@ def validation_loss(checkpoint_dir: Path, lines: list[str]) -> float:
 def main() -> None:
     paths, _ = stage_args("Build the tiny base model or check a litgpt checkpoint.", trial=False)
     params = paths.load()
+    pin_threads(params.campaign.cpu_threads)  # the same bytes whoever starts this process (see hpo.trials.cache)
     summary = base_model(params.model, params.data.corpus, paths.base_model, params.model.tiny.seed)
     print(json.dumps(summary))
 

@@ -192,5 +192,7 @@ class Campaign:
 
     def report(self) -> dict[str, Any]:
         """Aggregates the campaign through DVC's report stage; returns its best-trial summary."""
-        repro([f"report@{self.name}"], self.paths.dir / "logs" / "report.log")
+        # Only the report stage (`-s`): the trials it reads are recorded by their workers' `dvc commit`; a trial
+        # that another process is running has no lock entry yet and must not be started again by DVC here.
+        repro([f"report@{self.name}"], self.paths.dir / "logs" / "report.log", single_item=True)
         return json.loads((self.paths.report / "best.json").read_text())

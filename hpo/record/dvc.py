@@ -11,14 +11,11 @@ instead of failing at once.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 TRANSIENT = ("Unable to acquire lock", "is busy")
-STAGE_LINE = re.compile(r"Running stage '([\w.-]+)@")
 
 
 class StageError(RuntimeError):
@@ -30,17 +27,13 @@ class StageError(RuntimeError):
         self.transient = transient
 
 
-def repro(
-    targets: list[str], log_file: Path, on_stage: Callable[[str], None] | None = None, *, single_item: bool = False
-) -> None:
+def repro(targets: list[str], log_file: Path, *, single_item: bool = False) -> None:
     """Runs `dvc repro <targets>`, appending its output to `log_file`.
 
     Args:
         targets: stage names such as `score@default-t003`.
         log_file: where DVC's and the stages' output goes.
-        on_stage: called with the stage name (train_lora, …) each time DVC starts one.
-        single_item: reproduce exactly the targets, in order, without checking their upstream stages (which
-            would take write locks that other trials' stages, reading the same base model, hold).
+        single_item: reproduce exactly the targets, without their upstream stages (`dvc repro -s`).
 
     Raises:
         StageError: with the last lines of the output.
@@ -60,9 +53,6 @@ def repro(
         for line in proc.stdout:
             log.write(line)
             tail = (tail + [line.rstrip()])[-15:]
-            match = STAGE_LINE.search(line)
-            if match and on_stage:
-                on_stage(match.group(1))
         code = proc.wait()
     if code != 0:
         text = "\n".join(tail)
