@@ -20,6 +20,3 @@ def stages() -> list[Stage]:
     from stages import merge_lora, score, train_lora  # imported by the worker that runs them (litgpt, lm-eval)
 
     return [("train_lora", train_lora.run), ("merge_lora", merge_lora.run), ("score", score.run)]
-
-
-STAGE_NAMES = ("train_lora", "merge_lora", "score")

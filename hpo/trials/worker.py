@@ -75,8 +75,9 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
 
     start = time.perf_counter()
     seconds: dict[str, float] = {}
+    stages = finetune.stages()
     with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log):
-        for name, stage in finetune.stages():
+        for name, stage in stages:
             print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
             began = time.perf_counter()
             try:
@@ -91,7 +92,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
             finally:
                 cache.release()
             seconds[name] = round(time.perf_counter() - began, 3)
-        commit([f"{name}@{key}" for name in finetune.STAGE_NAMES])
+        commit([f"{name}@{key}" for name, _ in stages])
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
     metrics["stage_seconds"] = seconds
