@@ -139,7 +139,7 @@ def test_worker_killed_mid_trial_is_interrupted_and_rerun_elsewhere(tmp_path: Pa
     assert len(starts) == 2 and starts[0][0] == starts[1][0], "the same submission, run twice"
     assert starts[0][1] == victim and starts[1][1] != victim, "the second attempt ran on the other worker"
     lineage = read_yaml(paths.lineage, {})
-    assert lineage["t000"]["interrupted"] == 1 and lineage["t000"]["worker"] == starts[1][1]
+    assert lineage["t000"]["interrupted"] == 1 and lineage["t000"]["ran_on"] == starts[1][1]
     assert read_yaml(paths.failures, {}) == {}
     assert json.loads(paths.trial("t000").metrics.read_text())["state"] == "complete"
     expected = (reference / "campaigns/dask/report/trials.csv").read_text()

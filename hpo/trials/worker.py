@@ -96,7 +96,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
     metrics["stage_seconds"] = seconds
-    metrics["worker"] = worker
+    metrics["ran_on"] = worker  # ("worker" in the study is the campaign process that claimed the trial)
     metrics["interrupted"] = interrupted
     metrics["worker_loads"] = dict(cache.loads)  # what this worker has built so far (base model: once)
     metrics["worker_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # after the trial's release
