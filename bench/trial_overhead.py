@@ -90,11 +90,13 @@ def run_a(work: Path, campaign: Path, base: Path) -> tuple[float, dict[str, floa
         )
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(config))
-        timed([litgpt, "finetune_lora", "--config", str(out / "config.yaml")], campaign.parent.parent)
+        # the trial's recorded torch threads, as the campaign computes with them (torch reads OMP_NUM_THREADS)
+        env = {**os.environ, "OMP_NUM_THREADS": str(record["threads"])}
+        timed([litgpt, "finetune_lora", "--config", str(out / "config.yaml")], campaign.parent.parent, env)
         code = (
             "import json, sys; from pathlib import Path; from hpo.config import load_params; "
             "from stages.score import score; p = load_params(Path(sys.argv[1])); "
-            "print(json.dumps(score(Path(sys.argv[2]), p.eval, Path(sys.argv[3]), int(sys.argv[4]))['score']))"
+            "print('SCORE', json.dumps(score(Path(sys.argv[2]), p.eval, Path(sys.argv[3]), int(sys.argv[4]))['score']))"
         )
         _, text = timed(
             [
@@ -107,8 +109,9 @@ def run_a(work: Path, campaign: Path, base: Path) -> tuple[float, dict[str, floa
                 str(record["seeds"]["eval"]),
             ],
             campaign.parent.parent,
+            env,
         )
-        scores[trial] = float(text.strip().splitlines()[-1])
+        scores[trial] = float(next(x for x in text.splitlines() if x.startswith("SCORE ")).split()[1])
         per_trial[trial] = time.perf_counter() - began
     return time.perf_counter() - start, per_trial, scores
 
@@ -117,6 +120,7 @@ def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
     """The hand-written loop, in this process (run as `--loop-b`): the stage functions one after the other."""
     from hpo.config import load_params
     from hpo.record.layout import TrialPaths
+    from hpo.trials.cache import pin_threads
     from stages.merge_lora import merge_lora
     from stages.score import score
     from stages.train_lora import train_lora
@@ -125,6 +129,7 @@ def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
     result = {}
     for trial, record in trials_of(campaign).items():
         began = time.perf_counter()
+        pin_threads(record["threads"])
         out = TrialPaths(out_root / trial)
         out.dir.mkdir(parents=True, exist_ok=True)
         train_lora(params.trial_train(record["params"]), base, campaign / "data", out, record["seeds"]["train"])

@@ -7,6 +7,7 @@ file, the key, the value and what was expected, before anything is written.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,10 +74,11 @@ class CampaignSection(_Section):
         pattern=r"^(tcp|tls|inproc|ws|wss|ucx)://\S+$",
         description="address of a running Dask scheduler whose workers run the trials (instead of a local cluster)",
     )
-    cpu_threads: int = Field(
-        default=1,
+    cpu_threads: int | None = Field(
+        default=None,
         ge=1,
-        description="torch CPU threads per trial; results on CPU depend on it, so it is part of the campaign",
+        description="torch CPU threads per trial, recorded with each trial (CPU results depend on it); "
+        "default: this machine's cores divided by workers",
     )
     max_failures: int | None = Field(default=None, ge=0, description="stop once more trials than this failed")
     storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
@@ -251,6 +253,11 @@ class Params(_Section):
     def seeds(self) -> dict[str, int]:
         """The seeds every trial records, each derived from the campaign seed."""
         return {name: derive_seed(self.campaign.seed, name) for name in ("sampler", "design", "train", "eval")}
+
+    def trial_threads(self) -> int:
+        """The torch CPU threads a trial proposed now runs with: `campaign.cpu_threads`, or this machine's cores
+        shared among the workers. Recorded with the trial, so a rebuild computes with the same number."""
+        return self.campaign.cpu_threads or max(1, (os.cpu_count() or 1) // self.campaign.workers)
 
     def baseline_values(self) -> dict[str, Any]:
         """The searched hyperparameters at litgpt's defaults (global batch 16), for the baseline trial."""

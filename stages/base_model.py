@@ -186,7 +186,7 @@ def validation_loss(checkpoint_dir: Path, lines: list[str]) -> float:
 def main() -> None:
     paths, _ = stage_args("Build the tiny base model or check a litgpt checkpoint.", trial=False)
     params = paths.load()
-    pin_threads(params.campaign.cpu_threads)  # the same bytes whoever starts this process (see hpo.trials.cache)
+    pin_threads(params.campaign.cpu_threads)  # declared: the same bytes whoever starts it; else torch's default
     summary = base_model(params.model, params.data.corpus, paths.base_model, params.model.tiny.seed)
     print(json.dumps(summary))
 

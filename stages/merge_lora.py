@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hpo.checkpoint import resolve_checkpoint
 from hpo.record.layout import CampaignPaths, stage_args
+from hpo.record.records import read_trial
 from hpo.trials.cache import pin_threads
 
 
@@ -43,7 +44,7 @@ def run(paths: CampaignPaths, trial_id: str) -> Path:
     Returns:
         The merged weights, or the note saying why the trial has none.
     """
-    pin_threads(paths.load().campaign.cpu_threads)
+    pin_threads(read_trial(paths, trial_id).get("threads"))
     trial = paths.trial(trial_id)
     trained = json.loads(trial.train_metrics.read_text())
     if trained["state"] != "complete":

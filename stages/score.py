@@ -224,14 +224,14 @@ def score(
 def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     """The stage for one recorded trial: what `python -m stages.score` and a warm worker both run."""
     params = paths.load()
-    pin_threads(params.campaign.cpu_threads)
+    record = read_trial(paths, trial_id)
+    pin_threads(record.get("threads"))
     trial = paths.trial(trial_id)
     trained = json.loads(trial.train_metrics.read_text())
     if trained["state"] != "complete":
         result: dict[str, Any] = {"state": trained["state"], "reason": trained["reason"], "score": None}
     else:
-        seed = read_trial(paths, trial_id)["seeds"]["eval"]
-        result = score(trial.merged, params.eval, paths.tasks, seed)
+        result = score(trial.merged, params.eval, paths.tasks, record["seeds"]["eval"])
     trial.metrics.write_text(json.dumps(result, indent=2) + "\n")
     return result
 

@@ -202,8 +202,8 @@ def _cell(x: float | None) -> str:
 def run(paths: CampaignPaths, trial_id: str) -> dict:
     """The stage for one recorded trial: what `python -m stages.train_lora` and a warm worker both run."""
     params = paths.load()
-    pin_threads(params.campaign.cpu_threads)
     trial = read_trial(paths, trial_id)
+    pin_threads(trial.get("threads"))
     out = paths.trial(trial_id)
     out.dir.mkdir(parents=True, exist_ok=True)
     return train_lora(

@@ -59,6 +59,7 @@ class Campaign:
         self.paths = paths
         self.params = params
         self.seeds = params.seeds()
+        self.threads = params.trial_threads()
         self.lineage: dict[str, Any] = {}
         self._study: optuna.Study | None = None
 
@@ -110,7 +111,7 @@ class Campaign:
         trial = Trial(BASELINE, self.params.baseline_values())
         trial.result = read_json(self.paths.trial(BASELINE).metrics)
         if trial.result is None:
-            record_trial(self.paths, BASELINE, trial.params, self.seeds)
+            record_trial(self.paths, BASELINE, trial.params, self.seeds, self.threads)
             record_lineage(self.paths, BASELINE, self.lineage)
         return trial
 
@@ -126,7 +127,9 @@ class Campaign:
                 tid = trial_id(study_trial.number)
                 count = int(frozen.user_attrs.get("interrupted", 0)) + 1
                 study_trial.set_user_attr("interrupted", count)
-                record_trial(self.paths, tid, dict(frozen.params), self.seeds)  # the stop may precede the record
+                record_trial(
+                    self.paths, tid, dict(frozen.params), self.seeds, self.threads
+                )  # the stop may precede the record
                 record_lineage(self.paths, tid, {"interrupted": count})
                 trials.append(self._running(Trial(tid, dict(frozen.params), study_trial)))
         return trials
@@ -143,7 +146,7 @@ class Campaign:
             tid = trial_id(study_trial.number)
             for key, value in {"trial_id": tid, "seeds": self.seeds, **self.lineage}.items():
                 study_trial.set_user_attr(key, value)
-            record_trial(self.paths, tid, study_trial.params, self.seeds)
+            record_trial(self.paths, tid, study_trial.params, self.seeds, self.threads)
             record_lineage(self.paths, tid, self.lineage)
         return self._running(Trial(tid, study_trial.params, study_trial))
 

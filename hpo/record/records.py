@@ -30,12 +30,14 @@ def read_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     return trials[trial]
 
 
-def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds: dict[str, int]) -> None:
-    """Writes a trial's decision and registers its stages for DVC, with the task folder its score depends on
-    (`task_dir`: the frozen `eval.task_dir`, or `data/tasks`)."""
+def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds: dict[str, int], threads: int) -> None:
+    """Writes a trial's decision — hyperparameters, seeds and the torch CPU threads it computes with — and
+    registers its stages for DVC, with the task folder its score depends on (`task_dir`: the frozen
+    `eval.task_dir`, or `data/tasks`). A trial recorded before keeps its threads (it is run again as it was)."""
     with records_lock(paths.root):
         trials = read_trials(paths)
-        trials[trial] = {"params": params, "seeds": seeds}
+        threads = trials.get(trial, {}).get("threads", threads)
+        trials[trial] = {"params": params, "seeds": seeds, "threads": threads}
         write_yaml(paths.trials, trials)
         registry = read_registry(paths.root)
         task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))
@@ -116,7 +118,7 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
 
 
 # How a process runs the campaign, not what the campaign is: may differ between runs and processes.
-OPERATIONAL = ("workers", "scheduler", "max_failures", "storage")
+OPERATIONAL = ("workers", "scheduler", "cpu_threads", "max_failures", "storage")
 
 
 def _identity(params: dict) -> dict:

@@ -71,10 +71,13 @@ def base_state(checkpoint: Path) -> dict[str, Any]:
     return cached("base_model", file_hash(checkpoint), load, keep=MAX_BASE_MODELS)
 
 
-def pin_threads(threads: int) -> None:
-    """Sets torch's CPU threads for a trial (`campaign.cpu_threads`): a reduction split over another number of
-    threads sums in another order, so a trial gives the same bytes in a Dask worker (which Dask starts with one
-    thread) and in a stage process under `dvc repro` (which torch would give every core) only when both pin it."""
+def pin_threads(threads: int | None) -> None:
+    """Sets torch's CPU threads to the number a trial recorded (None: leave torch's default). A reduction split
+    over another number of threads sums in another order, so a trial gives the same bytes in a Dask worker (which
+    Dask starts with one thread) and in a stage process under `dvc repro` (torch's default: every core) only when
+    both use the recorded number."""
+    if threads is None:
+        return
     import torch
 
     if torch.get_num_threads() != threads:
