@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,8 @@ def local_cluster(workers: int) -> dict[str, Any]:
 def trial_workers(params: Params) -> Iterator[str]:
     """The Dask scheduler address whose workers run the trials: `campaign.scheduler`, or a local cluster of
     `campaign.workers` processes started now, so that they import litgpt and lm-eval while Prefect's server
-    starts, and closed at the end."""
+    starts, and closed at the end. (Workers of another scheduler learn the Prefect API from the flow's settings,
+    which prefect-dask sends with every task.)"""
     if params.campaign.scheduler:
         yield params.campaign.scheduler
         return
@@ -116,9 +117,39 @@ def _import_trial_code() -> None:
     finetune.stages()
 
 
+@contextmanager
+def prefect_api() -> Iterator[Callable[[], None]]:
+    """Prefect's API for this run: the server `PREFECT_API_URL` names, or a temporary one on 127.0.0.1 started
+    now, as Prefect's ephemeral mode would but at an address known to the flow's settings, which prefect-dask
+    hands to every task: trial workers in other processes report to this server instead of each starting a
+    temporary server of their own. Yields a function that waits until the server answers."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield lambda: None
+        return
+    import socket
+
+    from prefect.server.api.server import SubprocessASGIServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = SubprocessASGIServer(port=port)
+    starting = threading.Thread(target=server.start, kwargs={"timeout": 120}, daemon=True)
+    starting.start()  # ~10-20 s, while the workers start and import
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield starting.join
+    finally:
+        server.stop()
+
+
 def run_campaign(params_file: str = "params.yaml") -> dict[str, Any]:
-    """Starts the trial workers, then runs the campaign flow on them (what `campaign run` does)."""
-    with trial_workers(load_params(params_file)) as address:
+    """Starts Prefect's server and the trial workers side by side, then runs the campaign flow on them (what
+    `campaign run` does)."""
+    with prefect_api() as api_ready, trial_workers(load_params(params_file)) as address:
+        api_ready()
         return campaign(params_file, scheduler=address)
 
 
