@@ -11,8 +11,6 @@ lone process just fills the cache once and exits. `release()` frees per-trial me
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import hashlib
 from collections import Counter
@@ -87,11 +85,8 @@ def pin_threads(threads: int | None) -> None:
 
 
 def release() -> None:
-    """Frees what one trial left behind: Python garbage, the heap pages glibc keeps after `free` (returned to the
-    system with `malloc_trim`, as Dask's own memory manager does) and CUDA's cached blocks on a GPU."""
+    """Frees what one trial left behind (Python garbage; CUDA's cached blocks on a GPU)."""
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
