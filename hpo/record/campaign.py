@@ -127,9 +127,8 @@ class Campaign:
                 tid = trial_id(study_trial.number)
                 count = int(frozen.user_attrs.get("interrupted", 0)) + 1
                 study_trial.set_user_attr("interrupted", count)
-                record_trial(
-                    self.paths, tid, dict(frozen.params), self.seeds, self.threads
-                )  # the stop may precede the record
+                # the stop may have come before the decision was recorded
+                record_trial(self.paths, tid, dict(frozen.params), self.seeds, self.threads)
                 record_lineage(self.paths, tid, {"interrupted": count})
                 trials.append(self._running(Trial(tid, dict(frozen.params), study_trial)))
         return trials

@@ -18,6 +18,8 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
+from hpo.tasks import sha256
+
 # How many times each kind of entry was built in this process (the benchmark prints `loads["base_model"]`).
 loads: Counter[str] = Counter()
 _entries: dict[tuple[str, Hashable], Any] = {}
@@ -30,11 +32,7 @@ def file_hash(path: Path) -> str:
     stat = path.stat()
     identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if identity not in _hashes:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _hashes[identity] = digest.hexdigest()
+        _hashes[identity] = sha256(path)
     return _hashes[identity]
 
 
