@@ -19,7 +19,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -118,38 +118,58 @@ def _import_trial_code() -> None:
 
 
 @contextmanager
-def prefect_api() -> Iterator[Callable[[], None]]:
+def prefect_api() -> Iterator[Callable[[], AbstractContextManager[Any]]]:
     """Prefect's API for this run: the server `PREFECT_API_URL` names, or a temporary one on 127.0.0.1 started
-    now, as Prefect's ephemeral mode would but at an address known to the flow's settings, which prefect-dask
-    hands to every task: trial workers in other processes report to this server instead of each starting a
-    temporary server of their own. Yields a function that waits until the server answers."""
+    now (~10-20 s, while the workers start and import), as Prefect's ephemeral mode would but at an address known
+    to the flow's settings, which prefect-dask hands to every task: trial workers in other processes report to
+    this server instead of each starting a temporary server of their own.
+
+    Yields `ready`: it waits until the server answers, raises the error that stopped it starting, and returns the
+    settings context that points the flow at it. The address is read only once the server is up, because
+    Prefect moves the server to another port when the one first chosen was taken in the meantime."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     if PREFECT_API_URL.value():
-        yield lambda: None
+        yield nullcontext
         return
-    import socket
-
     from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer(port=_free_port())
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start(timeout=120)
+        except BaseException as err:  # handed to `ready`, in the flow's thread
+            failed.append(err)
+
+    starting = threading.Thread(target=start, daemon=True)
+    starting.start()
+
+    def ready() -> AbstractContextManager[Any]:
+        starting.join()
+        if failed:
+            raise RuntimeError(f"Prefect's temporary server did not start: {failed[0]}") from failed[0]
+        return temporary_settings(updates={PREFECT_API_URL: server.api_url})
+
+    try:
+        yield ready
+    finally:
+        server.stop()
+
+
+def _free_port() -> int:
+    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = SubprocessASGIServer(port=port)
-    starting = threading.Thread(target=server.start, kwargs={"timeout": 120}, daemon=True)
-    starting.start()  # ~10-20 s, while the workers start and import
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield starting.join
-    finally:
-        server.stop()
+        return int(s.getsockname()[1])
 
 
 def run_campaign(params_file: str = "params.yaml") -> dict[str, Any]:
     """Starts Prefect's server and the trial workers side by side, then runs the campaign flow on them (what
     `campaign run` does)."""
-    with prefect_api() as api_ready, trial_workers(load_params(params_file)) as address:
-        api_ready()
+    with prefect_api() as ready, trial_workers(load_params(params_file)) as address, ready():
         return campaign(params_file, scheduler=address)
 
 

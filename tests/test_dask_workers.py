@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from distributed import Client
 
 from hpo.record.files import read_yaml
 from hpo.record.layout import CampaignPaths
@@ -27,12 +27,6 @@ from .conftest import make_workspace
 pytestmark = pytest.mark.slow
 
 CAMPAIGN = {"name": "dask", "seed": 7, "n_trials": 2, "n_init": 2, "sampler": "tpe", "baseline": True}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _workspace(root: Path, **campaign: object) -> Path:
@@ -74,51 +68,30 @@ def test_worker_killed_mid_trial_is_interrupted_and_rerun_elsewhere(tmp_path: Pa
     out, _ = done.communicate(timeout=1200)
     assert done.returncode == 0, out[-4000:]
 
-    port = _free_port()
-    ws = _workspace(tmp_path / "killed", scheduler=f"tcp://127.0.0.1:{port}")
-    procs: dict[str, subprocess.Popen] = {}
+    # every port is chosen by the process that binds it (no free-port guess that another process can take first)
+    scheduler_file = tmp_path / "scheduler.json"
     logs = (tmp_path / "dask.log").open("w")
+    engine = {"cwd": tmp_path, "env": _env(tmp_path), "stdout": logs, "stderr": subprocess.STDOUT}
     scheduler = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "distributed.cli.dask_scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dashboard-address",
-            "127.0.0.1:0",
-        ],
-        cwd=ws,
-        env=_env(ws),
-        stdout=logs,
-        stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
+        + ["--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
+        **engine,
     )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file)]
+            + ["--name", f"w{i}", "--no-nanny", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+            **engine,
+        )
+        for i in range(2)
+    ]
     try:
-        for _ in range(2):
-            worker_port = _free_port()
-            address = f"tcp://127.0.0.1:{worker_port}"
-            procs[address] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "distributed.cli.dask_worker",
-                    f"tcp://127.0.0.1:{port}",
-                    "--no-nanny",
-                    "--nthreads",
-                    "1",
-                    "--host",
-                    "127.0.0.1",
-                    "--worker-port",
-                    str(worker_port),
-                    "--no-dashboard",
-                ],
-                cwd=ws,
-                env=_env(ws),
-                stdout=logs,
-                stderr=subprocess.STDOUT,
-            )
+        _wait_for(scheduler_file.is_file, 60, "the scheduler's address")
+        with Client(scheduler_file=str(scheduler_file), timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            procs = {address: workers[int(w["name"][1:])] for address, w in client.scheduler_info()["workers"].items()}
+            address = client.scheduler.address
+        ws = _workspace(tmp_path / "killed", scheduler=address)
         run = _run(ws)
         paths = CampaignPaths("dask", ws)
         attempts = paths.dir / "logs" / "t000.attempts"
@@ -130,7 +103,7 @@ def test_worker_killed_mid_trial_is_interrupted_and_rerun_elsewhere(tmp_path: Pa
         out, _ = run.communicate(timeout=1200)
         assert run.returncode == 0, out[-4000:]
     finally:
-        for proc in [*procs.values(), scheduler]:
+        for proc in [*workers, scheduler]:
             proc.kill()
             proc.wait()
         logs.close()
