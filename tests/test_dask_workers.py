@@ -26,6 +26,8 @@ from .conftest import make_workspace
 
 pytestmark = pytest.mark.slow
 
+# as the README tells users of `dask worker` (Dask's profiler slows trials down: see flows/campaign.py)
+WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 CAMPAIGN = {"name": "dask", "seed": 7, "n_trials": 2, "n_init": 2, "sampler": "tpe", "baseline": True}
 
 
@@ -71,7 +73,7 @@ def test_worker_killed_mid_trial_is_interrupted_and_rerun_elsewhere(tmp_path: Pa
     # every port is chosen by the process that binds it (no free-port guess that another process can take first)
     scheduler_file = tmp_path / "scheduler.json"
     logs = (tmp_path / "dask.log").open("w")
-    engine = {"cwd": tmp_path, "env": _env(tmp_path), "stdout": logs, "stderr": subprocess.STDOUT}
+    engine = {"cwd": tmp_path, "env": {**_env(tmp_path), **WORKER_ENV}, "stdout": logs, "stderr": subprocess.STDOUT}
     scheduler = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
         + ["--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
