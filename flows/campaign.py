@@ -99,31 +99,40 @@ def local_cluster(workers: int) -> dict[str, Any]:
 @contextmanager
 def trial_workers(params: Params) -> Iterator[str]:
     """The Dask scheduler address whose workers run the trials: `campaign.scheduler`, or a local cluster of
-    `campaign.workers` processes started now, so that they import litgpt and lm-eval while Prefect's server
-    starts, and closed at the end. (Workers of another scheduler learn the Prefect API from the flow's settings,
-    which prefect-dask sends with every task.)"""
+    `campaign.workers` processes started now and closed at the end. Either way every worker, and every worker
+    that joins later (a restarted one, a new SLURM job), imports the trials' libraries as soon as it starts, while
+    Prefect's server starts and the campaign prepares (a Dask worker plugin). (Workers of another scheduler learn
+    the Prefect API from the flow's settings, which prefect-dask sends with every task.)"""
     if params.campaign.scheduler:
+        _warm_up(params.campaign.scheduler)
         yield params.campaign.scheduler
         return
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would bury the trials' lines
     environ = dict(os.environ)
-    with LocalCluster(**local_cluster(params.campaign.workers)) as cluster, Client(cluster) as client:
+    with LocalCluster(**local_cluster(params.campaign.workers)) as cluster:
         # Dask's nanny sets OMP_NUM_THREADS=1 (and the like) in this process for its workers: the stage processes
         # that DVC starts from here must not inherit them (the stages pin their own threads: campaign.cpu_threads)
         os.environ.clear()
         os.environ.update(environ)
         print(f"{params.campaign.workers} warm worker(s); Dask dashboard: {cluster.dashboard_link}", flush=True)
-        # the workers import litgpt and lm-eval (~10 s) while the flow process starts Prefect's server
-        threading.Thread(target=client.run, args=(_import_trial_code,), daemon=True).start()
+        _warm_up(cluster.scheduler_address)
         yield cluster.scheduler_address
 
 
-def _import_trial_code() -> None:
-    from hpo.trials import finetune
+def _warm_up(address: str) -> None:
+    """Registers the warm-up plugin with the scheduler, from a thread: the flow goes on meanwhile."""
 
-    finetune.stages()
+    def register() -> None:
+        from distributed import Client
+
+        from hpo.trials.worker import WarmUp
+
+        with Client(address) as client:
+            client.register_plugin(WarmUp(), name="hpo-warm-up")
+
+    threading.Thread(target=register, name="warm-up", daemon=True).start()
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 TRANSIENT = ("Unable to acquire lock", "is busy")
 
@@ -63,22 +64,32 @@ def repro(targets: list[str], log_file: Path, *, single_item: bool = False) -> N
 
 
 def commit(targets: list[str], root: Path = Path(".")) -> None:
-    """Records stages that ran outside `dvc repro` (`dvc commit --force <targets>`) under DVC's repository lock.
+    """Records stages that ran outside `dvc repro` as `dvc commit --force <targets>` does, under DVC's
+    repository lock, with one update of each lock file for all of them.
 
-    Each target's dependencies and outputs are hashed, its dvc.lock entry written and its cached outputs moved
-    into the DVC cache, as `dvc repro` does after running the stage's command.
+    Each target's dependencies and outputs are hashed, its outputs moved into the DVC cache (linked back as the
+    cache type says) and its dvc.lock entry written, as `dvc repro` does after running the stage's command. This
+    is the body of DVC's own `Repo.commit` (force=True) over several targets: `Repo.commit` takes one target and
+    rewrites dvc.lock, a YAML file with every trial's entries, for each (measured: 1.5 s for a trial's three
+    stages in an 8-trial campaign, most of it parsing and dumping dvc.lock three times).
 
     Raises:
         StageError: DVC could not record a target (transient when its lock stayed busy).
     """
     from dvc.exceptions import DvcException
     from dvc.lock import LockError
-    from dvc.repo import Repo
+    from dvc.repo import Repo, lock_repo
 
     try:
-        with Repo(str(root), _wait_for_lock=True) as repo:
+        with Repo(str(root), _wait_for_lock=True) as repo, lock_repo(repo):
+            by_file: dict[str, tuple[Any, list[Any]]] = {}
             for target in targets:
-                repo.commit(target, force=True)
+                for info in repo.stage.collect_granular(target):
+                    info.stage.save()
+                    info.stage.commit(filter_info=info.filter_info, relink=True)
+                    by_file.setdefault(info.stage.dvcfile.path, (info.stage.dvcfile, []))[1].append(info.stage)
+            for dvcfile, stages in by_file.values():
+                dvcfile.dump_stages(stages, update_pipeline=False)
     except LockError as err:
         raise StageError(f"dvc commit {' '.join(targets)}: {err}", transient=True) from err
     except DvcException as err:

@@ -7,6 +7,7 @@ worker (`hpo.trials.worker`) calls these functions in its own process; `dvc repr
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,3 +21,26 @@ def stages() -> list[Stage]:
     from stages import merge_lora, score, train_lora  # imported by the worker that runs them (litgpt, lm-eval)
 
     return [("train_lora", train_lora.run), ("merge_lora", merge_lora.run), ("score", score.run)]
+
+
+# What the stages import the first time they run (litgpt's LoRA script pulls in lightning, torchmetrics and
+# transformers: ~9 s here, about a minute on a cluster's shared file system).
+WARM_MODULES = (
+    "stages.train_lora",
+    "stages.merge_lora",
+    "stages.score",
+    "litgpt.__main__",
+    "litgpt.finetune.lora",
+    "litgpt.scripts.merge_lora",
+    "litgpt.generate.base",
+    "lm_eval.evaluator",
+    "lm_eval.tasks",
+    "datasets",
+)
+
+
+def warm_up() -> None:
+    """Imports what the kind's stages import when they first run, so that a worker pays it when it starts (while
+    Prefect's server starts and the campaign prepares) rather than in its first trial."""
+    for module in WARM_MODULES:
+        importlib.import_module(module)

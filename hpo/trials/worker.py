@@ -27,11 +27,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import psutil
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from hpo.record.dvc import StageError, commit
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import stage_key
 from hpo.trials import cache, finetune
+
+
+class WarmUp(WorkerPlugin):
+    """A Dask worker plugin: each worker imports what the trial stages import (`finetune.warm_up`, ~10 s) when it
+    starts, instead of in its first trial."""
+
+    def setup(self, worker: Any) -> None:
+        finetune.warm_up()
+
 
 LOGGERS = ("", "dvc")  # the root logger, and DVC's, which has console handlers of its own
 
