@@ -129,8 +129,11 @@ def _warm_up(address: str) -> None:
 
         from hpo.trials.worker import WarmUp
 
-        with Client(address) as client:
-            client.register_plugin(WarmUp(), name="hpo-warm-up")
+        try:
+            with Client(address) as client:
+                client.register_plugin(WarmUp(), name="hpo-warm-up")
+        except Exception as err:  # only a speed-up: the first trial then imports what it needs itself
+            logging.getLogger(__name__).info("warm-up of the trial workers skipped: %s", err)
 
     threading.Thread(target=register, name="warm-up", daemon=True).start()
 
