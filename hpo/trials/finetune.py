@@ -23,12 +23,9 @@ def stages() -> list[Stage]:
     return [("train_lora", train_lora.run), ("merge_lora", merge_lora.run), ("score", score.run)]
 
 
-# What the stages import the first time they run (litgpt's LoRA script pulls in lightning, torchmetrics and
-# transformers: ~9 s here, about a minute on a cluster's shared file system).
-WARM_MODULES = (
-    "stages.train_lora",
-    "stages.merge_lora",
-    "stages.score",
+# What the stage modules import only when they first run (litgpt's LoRA script pulls in lightning, torchmetrics
+# and transformers: ~9 s here, about a minute on a cluster's shared file system).
+LAZY_IMPORTS = (
     "litgpt.__main__",
     "litgpt.finetune.lora",
     "litgpt.scripts.merge_lora",
@@ -40,7 +37,8 @@ WARM_MODULES = (
 
 
 def warm_up() -> None:
-    """Imports what the kind's stages import when they first run, so that a worker pays it when it starts (while
-    Prefect's server starts and the campaign prepares) rather than in its first trial."""
-    for module in WARM_MODULES:
+    """Imports the kind's stage modules and what they import when they first run, so that a worker pays it when
+    it starts (while Prefect's server starts and the campaign prepares) rather than in its first trial."""
+    stages()
+    for module in LAZY_IMPORTS:
         importlib.import_module(module)
