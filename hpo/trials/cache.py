@@ -82,6 +82,16 @@ def pin_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def keep_alive() -> None:
+    """Moves every object alive now — what the worker imported (litgpt, lightning, lm-eval, transformers: ~550k
+    objects here) — to the garbage collector's permanent generation (`gc.freeze`), so that `release()` and
+    Python's own collections scan only what trials create. Measured in a warmed-up worker: a full collection
+    took 0.33 s before (three per trial, ~1 s of each trial) and microseconds after. Objects frozen here are
+    still freed by reference counting; only cycles among them would stay, and imports do not go away."""
+    gc.collect()
+    gc.freeze()
+
+
 def release() -> None:
     """Frees what one trial left behind (Python garbage; CUDA's cached blocks on a GPU)."""
     gc.collect()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hpo.record.layout import CampaignPaths
+from hpo.trials import cache
 
 Stage = tuple[str, Callable[[CampaignPaths, str], Any]]
 
@@ -38,7 +39,16 @@ LAZY_IMPORTS = (
 
 def warm_up() -> None:
     """Imports the kind's stage modules and what they import when they first run, so that a worker pays it when
-    it starts (while Prefect's server starts and the campaign prepares) rather than in its first trial."""
+    it starts (while Prefect's server starts and the campaign prepares) rather than in its first trial; then
+    keeps what was imported out of the garbage collector's sight (`cache.keep_alive`). Done once per process."""
+    global _warm
+    if _warm:
+        return
     stages()
     for module in LAZY_IMPORTS:
         importlib.import_module(module)
+    cache.keep_alive()
+    _warm = True
+
+
+_warm = False

@@ -85,6 +85,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
 
     start = time.perf_counter()
     seconds: dict[str, float] = {}
+    finetune.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
     stages = finetune.stages()
     with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log):
         for name, stage in stages:
