@@ -18,6 +18,7 @@ from tqdm import tqdm
 from hpo.config import Params
 from hpo.record.campaign import Trial
 from hpo.record.layout import BASELINE, CampaignPaths
+from hpo.trials.kinds import kind_of
 
 # litgpt's per-iteration line ("Epoch 1 | iter 12 step 12 | loss train: 1.234, val: n/a | iter time: …") and
 # the worker's line for each stage it starts.
@@ -39,11 +40,11 @@ class LiveTrials:
 
     def start(self, trial: Trial) -> None:
         """Shows a bar for a trial that is about to run."""
-        total = self.params.trial_train(trial.params).max_steps
+        total = kind_of(self.params).progress_total(self.params, trial.params)
         log = self.paths.dir / "logs" / f"{trial.id}.log"
         offset = log.stat().st_size if log.is_file() else 0
         bar = tqdm(
-            total=total, desc=f"{trial.id:>8} queued", unit="step", leave=False, disable=None, dynamic_ncols=True
+            total=total, desc=f"{trial.id:>8} queued", unit="step" if total else "it", leave=False, disable=None, dynamic_ncols=True
         )
         with self.lock:
             self.bars[trial.id] = (bar, log, [offset])
@@ -93,6 +94,7 @@ class Progress:
         self.maximize = params.eval.direction == "maximize"
         self.best: tuple[float, str] | None = None
         self.baseline: float | None = None
+        self.baseline_is = "litgpt defaults" if params.campaign.kind == "finetune" else "the generate section's settings"
 
     def show(self, trial: str, values: dict[str, Any], result: dict[str, Any]) -> None:
         score = result.get("score")
@@ -114,7 +116,7 @@ class Progress:
         print(f"objective: {summary['metric']} ({summary['direction']})")
         if best:
             print(
-                f"best trial {best['trial']}: score {best['score']:.4f}   baseline (litgpt defaults): "
+                f"best trial {best['trial']}: score {best['score']:.4f}   baseline ({self.baseline_is}): "
                 f"{_short(summary['baseline_score'])}"
             )
             print("params: " + ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items()))

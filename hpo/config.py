@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hpo.search.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
 from hpo.textfile import TextFileError, read_text
@@ -39,6 +39,21 @@ TUNABLE = (
     "max_steps",
     "lr_warmup_steps",
 )
+# What a generation campaign searches (campaign.kind: generate): how the model is asked and sampled.
+GEN_TUNABLE = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "n",
+    "max_new_tokens",
+    "stop",
+    "template",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "generation_seed",
+)
+TASK_DEFAULT = "task"  # the stop set / template name that keeps the task's own `until` / `doc_to_text`
 
 
 class ParamsError(ValueError):
@@ -64,6 +79,11 @@ class CampaignSection(_Section):
     seed: int = Field(ge=0, lt=2**31)
     n_trials: int = Field(ge=1, description="proposed trials in all, design points included")
     n_init: int = Field(ge=0, description="Latin-hypercube design points, run first")
+    kind: Literal["finetune", "generate"] = Field(
+        default="finetune",
+        description="what a trial is: finetune (train_lora → merge_lora → score) or generate (generate → score "
+        "in one stage, on the base model)",
+    )
     sampler: Literal["tpe", "gp", "skopt", "random", "qmc"] = "tpe"
     acquisition: Literal["EI", "PI", "LCB", "gp_hedge"] = "EI"
     baseline: bool = True
@@ -172,6 +192,47 @@ class EvalSection(_Section):
     include_default_tasks: bool = Field(default=False, description="index lm-eval's built-in tasks (mmlu, hellaswag)")
 
 
+class GenerateSection(_Section):
+    """How the model is asked and sampled in a generation campaign; any of GEN_TUNABLE may be set per trial by the
+    space. Stop sets and prompt templates are declared by name and chosen by name."""
+
+    temperature: float = Field(default=0.0, ge=0, description="0: greedy")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=1, description="null: no top-k")
+    n: int = Field(default=1, ge=1, description="responses per instance")
+    max_new_tokens: int = Field(default=32, ge=1)
+    stop: str = Field(default=TASK_DEFAULT, description="a name in stop_sets, or `task`: the task's own `until`")
+    stop_sets: dict[str, list[str]] = Field(default_factory=dict)
+    template: str = Field(default=TASK_DEFAULT, description="a name in templates, or `task`: the task's prompt")
+    templates: dict[str, str] = Field(
+        default_factory=dict, description="name -> the task's doc_to_text in lm-eval's Jinja form, e.g. 'Q: {{q}} A:'"
+    )
+    repetition_penalty: float = Field(default=1.0, gt=0, description="1: none")
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    generation_seed: int = Field(default=0, ge=0, description="with the campaign seed, seeds every response")
+    utility: Literal["success_rate", "pass_at_n", "mean_correct", "majority_vote"] = Field(
+        default="success_rate",
+        description="the objective from each instance's n judged responses (hpo.utility)",
+    )
+    batch_size: int = Field(default=16, ge=1, description="rows (instance × response) sampled together")
+
+    @model_validator(mode="after")
+    def _check_names(self) -> GenerateSection:
+        for key, names in (("stop", self.stop_sets), ("template", self.templates)):
+            chosen = getattr(self, key)
+            if chosen != TASK_DEFAULT and chosen not in names:
+                known = ", ".join([TASK_DEFAULT, *names])
+                raise ValueError(f"{key}: got {chosen!r}; expected one of {known} (declare it under {key}_sets)"
+                                 if key == "stop" else f"{key}: got {chosen!r}; expected one of {known}")
+            if TASK_DEFAULT in names:
+                raise ValueError(f"{key}{'_sets' if key == 'stop' else 's'}: {TASK_DEFAULT!r} is reserved for the task's own")
+        for name, stops in self.stop_sets.items():
+            if any(not stop for stop in stops):
+                raise ValueError(f"stop_sets.{name}: got {stops!r}; expected a list of non-empty strings")
+        return self
+
+
 class Params(_Section):
     """A whole campaign declaration."""
 
@@ -180,15 +241,27 @@ class Params(_Section):
     data: DataSection
     model: ModelSection = ModelSection()
     train: TrainSection = TrainSection()
+    generate: GenerateSection = GenerateSection()
     eval: EvalSection
 
-    @field_validator("space")
+    @model_validator(mode="before")
     @classmethod
-    def _check_names(cls, space: dict[str, Any]) -> dict[str, Any]:
-        for name in space:
-            if name not in TUNABLE:
-                raise ValueError(f"unknown hyperparameter {name!r}; expected one of {', '.join(TUNABLE)}")
-        return space
+    def _check_names(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or not isinstance(raw.get("space"), dict):
+            return raw
+        kind = (raw.get("campaign") or {}).get("kind", "finetune") if isinstance(raw.get("campaign"), dict) else None
+        if kind not in ("finetune", "generate"):
+            return raw  # campaign.kind's own check names it
+        tunable = GEN_TUNABLE if kind == "generate" else TUNABLE
+        for name in raw["space"]:
+            if name not in tunable:
+                other = " (a generation setting: campaign.kind generate)" if name in GEN_TUNABLE else (
+                    " (a LoRA setting: campaign.kind finetune)" if name in TUNABLE else "")
+                raise ValueError(
+                    f"space.{name}: unknown hyperparameter for a {kind} campaign{other}; "
+                    f"expected one of {', '.join(tunable)}"
+                )
+        return raw
 
     @model_validator(mode="after")
     def _check_model_source(self) -> Params:
@@ -232,17 +305,20 @@ class Params(_Section):
             )
 
     @model_validator(mode="after")
-    def _check_space_fits_train(self) -> Params:
-        # Each end of every dimension must be a valid training setting (an int field needs an int dimension).
+    def _check_space_fits_settings(self) -> Params:
+        # Each end of every dimension must be a valid setting (an int field needs an int dimension).
+        section, settings = (
+            (GenerateSection, self.trial_generate) if self.campaign.kind == "generate" else (TrainSection, self.trial_train)
+        )
         for name, dim in self.space.items():
-            if isinstance(dim, FloatDimension) and TrainSection.model_fields[name].annotation is int:
+            if isinstance(dim, FloatDimension) and section.model_fields[name].annotation in (int, int | None):
                 raise ValueError(f"space.{name}: {name} is an integer setting; expected type: int")
             values = dim.choices if isinstance(dim, CategoricalDimension) else [dim.low, dim.high]
             for value in values:
                 try:
-                    self.trial_train({name: value})
+                    settings({name: value})
                 except ValidationError as err:
-                    msg = err.errors()[0]["msg"]
+                    msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
                     raise ValueError(f"space.{name}: value {value!r} is not a valid {name}: {msg}") from None
         return self
 
@@ -250,9 +326,14 @@ class Params(_Section):
         """The training settings of one trial: the fixed ones with the trial's values applied."""
         return TrainSection.model_validate({**self.train.model_dump(), **values})
 
+    def trial_generate(self, values: dict[str, Any]) -> GenerateSection:
+        """The generation settings of one trial: the fixed ones with the trial's values applied."""
+        return GenerateSection.model_validate({**self.generate.model_dump(), **values})
+
     def seeds(self) -> dict[str, int]:
         """The seeds every trial records, each derived from the campaign seed."""
-        return {name: derive_seed(self.campaign.seed, name) for name in ("sampler", "design", "train", "eval")}
+        names = ("sampler", "design", "train", "eval") + (("generate",) if self.campaign.kind == "generate" else ())
+        return {name: derive_seed(self.campaign.seed, name) for name in names}
 
     def trial_threads(self) -> int:
         """The torch CPU threads a trial proposed now runs with: `campaign.cpu_threads`, or this machine's cores
@@ -260,7 +341,10 @@ class Params(_Section):
         return self.campaign.cpu_threads or max(1, (os.cpu_count() or 1) // self.campaign.workers)
 
     def baseline_values(self) -> dict[str, Any]:
-        """The searched hyperparameters at litgpt's defaults (global batch 16), for the baseline trial."""
+        """The searched hyperparameters at litgpt's defaults (global batch 16), for the baseline trial; in a
+        generation campaign, at the `generate` section's settings (the default settings, for comparison)."""
+        if self.campaign.kind == "generate":
+            return {name: getattr(self.generate, name) for name in self.space}
         values: dict[str, Any] = {}
         for name in self.space:
             if name == "gradient_accumulation":

@@ -15,6 +15,7 @@ import pandas as pd
 
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import best_trial, trials_table
+from hpo.config import Params
 from hpo.record.files import plain
 from hpo.record.layout import CampaignPaths, stage_args
 
@@ -29,7 +30,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
     base = table[table["baseline"]]
     summary: dict[str, Any] = {
         "campaign": paths.name,
-        "metric": f"mean {params.eval.metric} over {', '.join(params.eval.tasks)}",
+        "metric": objective(params),
         "direction": params.eval.direction,
         "n_init": params.campaign.n_init,
         "best": best,
@@ -37,19 +38,28 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "completed": int(((table["state"] == "complete") & ~table["baseline"]).sum()),
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
         "warm_start_priors": int((table["state"] == "prior").sum()),
-        "artefacts": (
-            {
-                "adapter": str(paths.trial(best["trial"]).adapter),
-                "merged": str(paths.trial(best["trial"]).merged),
-                "metrics": str(paths.trial(best["trial"]).metrics),
-            }
-            if best
-            else None
-        ),
+        "artefacts": artefacts(paths, params, best["trial"]) if best else None,
     }
     (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_history(table, summary, params.eval.direction, paths.report / "history.png")
     return summary
+
+
+def objective(params: Params) -> str:
+    """What the score is, in words."""
+    tasks = ", ".join(params.eval.tasks)
+    if params.campaign.kind == "generate":
+        n = params.generate.n if "n" not in params.space else "n"
+        return f"mean {params.generate.utility} of {params.eval.metric} over {n} responses per instance, {tasks}"
+    return f"mean {params.eval.metric} over {tasks}"
+
+
+def artefacts(paths: CampaignPaths, params: Params, trial: str) -> dict[str, str]:
+    """Where a trial's outputs are: adapter and merged model (fine-tuning), responses (generation), metrics."""
+    out = paths.trial(trial)
+    if params.campaign.kind == "generate":
+        return {"responses": str(out.responses), "metrics": str(out.metrics)}
+    return {"adapter": str(out.adapter), "merged": str(out.merged), "metrics": str(out.metrics)}
 
 
 def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, path: Path) -> None:

@@ -77,7 +77,8 @@ BAD = [
     ({"space.learning_rate.low": -1.0}, (), "space.learning_rate", "low=-1.0"),
     ({"space.learning_rate.low": 0.0}, (), "space.learning_rate", "log-scale dimension needs low > 0"),
     ({"space.lora_r": {"type": "float", "low": 1.0, "high": 8.0}}, (), "space.lora_r", "expected type: int"),
-    ({"space.momentum": {"type": "float", "low": 0.1, "high": 0.9}}, (), "space", "unknown hyperparameter 'momentum'"),
+    ({"space.momentum": {"type": "float", "low": 0.1, "high": 0.9}}, (), "space.momentum", "unknown hyperparameter"),
+    ({"space.temperature": {"type": "float", "low": 0.1, "high": 0.9}}, (), "space.temperature", "campaign.kind generate"),
     ({"space.lora_dropout": {"type": "categorical", "choices": []}}, (), "space.lora_dropout.choices", "[]"),
     ({"space.lora_dropout.high": 2.0}, (), "space.lora_dropout", "value 2.0 is not a valid lora_dropout"),
     ({"space.lora_r.type": "integer"}, (), "space.lora_r", "'integer'"),
@@ -200,3 +201,41 @@ def test_long_values_are_cut_in_messages(tmp_path: Path) -> None:
         load_params(_with(tmp_path, {"campaign.seed": "x" * 500}))
     message = str(err.value).removeprefix(str(tmp_path / "params.yaml"))
     assert len(message) < 200 and "'xxx" in message and "..." in message
+
+
+GEN_BAD = [
+    ({"space.temperature": {"type": "float", "low": -1.0, "high": 1.0}}, "space.temperature: value -1.0 is not a valid"),
+    ({"space.top_k": {"type": "int", "low": 0, "high": 5}}, "space.top_k: value 0 is not a valid top_k"),
+    ({"space.top_p.high": 1.5}, "space.top_p: value 1.5 is not a valid top_p"),
+    ({"space.n": {"type": "float", "low": 1.0, "high": 4.0}}, "space.n: n is an integer setting; expected type: int"),
+    ({"space.stop.choices": ["task", "comma"]}, "space.stop: value 'comma' is not a valid stop: stop: got 'comma'"),
+    ({"space.learning_rate": {"type": "float", "low": 0.1, "high": 0.9}}, "campaign.kind finetune"),
+    ({"generate.stop_sets.period": [""]}, "stop_sets.period: got ['']; expected a list of non-empty strings"),
+    ({"generate.utility": "accuracy"}, "generate.utility: got 'accuracy'"),
+    ({"campaign.kind": "serve"}, "campaign.kind: got 'serve'"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), GEN_BAD, ids=[b[1][:40] for b in GEN_BAD])
+def test_generation_campaign_bad_values(tmp_path: Path, change: dict, expected: str) -> None:
+    raw = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
+    for dotted, value in change.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_generation_baseline_is_the_generate_sections_settings() -> None:
+    params = load_params(ROOT / "params.generation.yaml")
+    assert params.campaign.kind == "generate"
+    assert params.baseline_values()["temperature"] == params.generate.temperature == 0.0
+    assert set(params.seeds()) == {"sampler", "design", "train", "eval", "generate"}
+    settings = params.trial_generate({"stop": "period", "n": 3})
+    assert (settings.stop_sets[settings.stop], settings.n, settings.max_new_tokens) == (["."], 3, 8)

@@ -2,8 +2,9 @@
 report all read.
 
 Columns: `trial`, `baseline`, `state` (complete, failed, running, or prior for a warm-start observation),
-`score`, `params.<name>` for each hyperparameter, `train_tokens`, `val_loss`, `reason`, `warm_start_from`, and
-`wall_seconds` (the trial's wall time, train → merge → score, from `lineage.yaml`: it varies between runs, so
+`score`, `params.<name>` for each hyperparameter, `train_tokens`, `val_loss` (fine-tuning trials), `gen_tokens`
+(generation trials: the prompt and response tokens the trial's sampling spent), `reason`, `warm_start_from`, and
+`wall_seconds` (the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so
 the report keeps it out of `trials.csv`, which a rebuild reproduces byte for byte).
 """
 
@@ -17,7 +18,7 @@ from hpo.analysis.source import CampaignSource
 from hpo.record.files import plain
 from hpo.record.layout import BASELINE
 
-COLUMNS = ["trial", "baseline", "state", "score", "train_tokens", "val_loss", "reason", "warm_start_from"]
+COLUMNS = ["trial", "baseline", "state", "score", "train_tokens", "val_loss", "gen_tokens", "reason", "warm_start_from"]
 
 
 def trials_table(source: CampaignSource) -> pd.DataFrame:
@@ -44,6 +45,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 **{f"params.{k}": v for k, v in record["params"].items()},
                 "train_tokens": trained.get("tokens") if trained else None,
                 "val_loss": trained.get("val_loss") if trained else None,
+                "gen_tokens": (scored.get("cost") or {}).get("total_tokens") if scored else None,
                 "reason": reason,
                 "warm_start_from": None,
                 "wall_seconds": lineage.get(trial, {}).get("wall_seconds"),
@@ -60,6 +62,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 **{f"params.{k}": v for k, v in prior["params"].items()},
                 "train_tokens": None,
                 "val_loss": None,
+                "gen_tokens": None,
                 "reason": None,
                 "warm_start_from": prior["source"],
                 "wall_seconds": None,

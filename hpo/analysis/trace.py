@@ -17,7 +17,7 @@ from typing import Any
 from hpo.analysis.source import CampaignSource
 from hpo.record.files import read_json, read_yaml
 from hpo.record.layout import CampaignPaths
-from hpo.record.records import read_registry, read_trial, stage_key
+from hpo.record.records import REGISTRY_SECTIONS, SCORE_STAGE, campaign_kind, read_registry, read_trial, stage_key
 from hpo.tasks import changed_inputs, score_input_deps, task_dir_dep
 
 ARTEFACTS = {
@@ -31,6 +31,14 @@ ARTEFACTS = {
     # sha256 recorded in metrics.json's `lm_eval.inputs`; `check` reads their state from `dvc status`.
     "eval_inputs": ("score@{k}", "campaigns/{c}/trials/{t}/metrics.json:lm_eval.inputs"),
 }
+# A generation trial's one stage writes its responses and metrics; the files it read are its dependencies.
+GENERATION_ARTEFACTS = {
+    "data": ARTEFACTS["data"],
+    "base_model": ARTEFACTS["base_model"],
+    "responses": ("generate@{k}", "campaigns/{c}/trials/{t}/responses.jsonl"),
+    "metrics": ("generate@{k}", "campaigns/{c}/trials/{t}/metrics.json"),
+    "eval_inputs": ("generate@{k}", "campaigns/{c}/trials/{t}/metrics.json:lm_eval.inputs"),
+}
 
 
 def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]:
@@ -38,7 +46,8 @@ def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]
     source = CampaignSource(paths.name, root=paths.root)
     names = {"c": paths.name, "t": trial, "k": stage_key(paths.name, trial)}
     hashes: dict[str, dict[str, Any]] = {}
-    for artefact, (stage_tpl, path_tpl) in ARTEFACTS.items():
+    artefacts = GENERATION_ARTEFACTS if campaign_kind(paths) == "generate" else ARTEFACTS
+    for artefact, (stage_tpl, path_tpl) in artefacts.items():
         stage, path = stage_tpl.format(**names), path_tpl.format(**names)
         hashes[artefact] = {"stage": stage, "path": path, "md5": source.locked_md5(stage, path)}
     return hashes
@@ -57,7 +66,6 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     params = paths.load()
     record = read_trial(paths, trial)
     out = paths.trial(trial)
-    train_settings = params.trial_train(record["params"])
     trained = read_json(out.train_metrics) or {}
     scored = read_json(out.metrics) or {}
     failures = read_yaml(paths.failures, {})
@@ -74,14 +82,7 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
         "libraries": attrs.get("libraries"),
         "content_hashes": {"data": attrs.get("data_hash"), "base_model": attrs.get("base_model_hash")},
         "hashes": locked_hashes(paths, trial),
-        "training": {
-            "precision": train_settings.precision,
-            "micro_batch_size": train_settings.micro_batch_size,
-            "global_batch_size": train_settings.micro_batch_size * train_settings.gradient_accumulation,
-            "max_steps": train_settings.max_steps,
-            "tokens_seen": trained.get("tokens"),
-            "prompt_style": train_settings.prompt_style,
-        },
+        **_settings(params, record["params"], trained, scored),
         "evaluation": {
             "tasks": {t: (lm_eval.get("versions") or {}).get(t) for t in params.eval.tasks},
             "num_fewshot": params.eval.num_fewshot,
@@ -99,7 +100,7 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
             "dvc_deps": {
                 d["path"]: d.get("md5")
                 for d in (read_yaml(paths.root / "dvc.lock", {}).get("stages") or {})
-                .get(f"score@{stage_key(paths.name, trial)}", {})
+                .get(f"{SCORE_STAGE[params.campaign.kind]}@{stage_key(paths.name, trial)}", {})
                 .get("deps", [])
                 if d.get("path") in score_input_deps(paths.name, _task_dir(paths, trial))
             },
@@ -109,6 +110,31 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
             "trial": attrs.get("wall_seconds"),
             **(attrs.get("stage_seconds") or {}),
         },
+    }
+
+
+def _settings(params: Any, values: dict[str, Any], trained: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
+    """The trial's training settings (fine-tuning) or its generation settings, seed and token costs (generation)."""
+    if params.campaign.kind == "generate":
+        lm_eval = scored.get("lm_eval", {})
+        return {
+            "generation": {
+                **(scored.get("generation") or params.trial_generate(values).model_dump()),
+                "seed": lm_eval.get("generation_seed"),
+                "batch_size": lm_eval.get("generation_batch_size"),
+                "cost": scored.get("cost"),
+            }
+        }
+    train = params.trial_train(values)
+    return {
+        "training": {
+            "precision": train.precision,
+            "micro_batch_size": train.micro_batch_size,
+            "global_batch_size": train.micro_batch_size * train.gradient_accumulation,
+            "max_steps": train.max_steps,
+            "tokens_seen": trained.get("tokens"),
+            "prompt_style": train.prompt_style,
+        }
     }
 
 
@@ -160,5 +186,6 @@ def check(paths: CampaignPaths, trial: str) -> dict[str, str]:
 
 def _task_dir(paths: CampaignPaths, trial: str) -> str:
     """The task folder a trial's score stage depends on (the registry's `task_dir`)."""
-    entry = read_registry(paths.root)["trials"].get(stage_key(paths.name, trial)) or {}
+    section = REGISTRY_SECTIONS[campaign_kind(paths)]
+    entry = read_registry(paths.root)[section].get(stage_key(paths.name, trial)) or {}
     return entry.get("task_dir") or task_dir_dep(read_yaml(paths.params, {}).get("eval", {}).get("task_dir"))

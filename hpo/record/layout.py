@@ -11,7 +11,7 @@ campaigns/<name>/study.journal    the Optuna study (JournalStorage)
 campaigns/<name>/data/            train/val/eval splits and the lm-eval task folder (prepare_data)
 campaigns/<name>/base_model/      the base checkpoint, or a pointer to the user's (base_model)
 campaigns/<name>/design.json      the Latin-hypercube points (design)
-campaigns/<name>/trials/<id>/     adapter/, merged/, train.json, loss.csv, metrics.json
+campaigns/<name>/trials/<id>/     adapter/, merged/, train.json, loss.csv, metrics.json; responses.jsonl (generation)
 campaigns/<name>/report/          trials.csv, best.json, history.png (report)
 ```
 """
@@ -116,6 +116,10 @@ class TrialPaths:
     @property
     def metrics(self) -> Path:
         return self.dir / "metrics.json"
+
+    @property
+    def responses(self) -> Path:
+        return self.dir / "responses.jsonl"
 
 
 def stage_args(description: str, *, trial: bool) -> tuple[CampaignPaths, str]:

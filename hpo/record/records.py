@@ -17,6 +17,17 @@ from hpo.record.layout import REGISTRY, CampaignPaths
 from hpo.tasks import task_dir_dep
 
 
+# The registry section whose entries dvc.yaml's `foreach` turns into each trial kind's stages, and the stage of
+# each kind that writes the trial's metrics.json (its score).
+REGISTRY_SECTIONS = {"finetune": "trials", "generate": "generations"}
+SCORE_STAGE = {"finetune": "score", "generate": "generate"}
+
+
+def campaign_kind(paths: CampaignPaths) -> str:
+    """The frozen `campaign.kind` of a campaign (fine-tuning for campaigns recorded before kinds existed)."""
+    return str((read_yaml(paths.params, {}).get("campaign") or {}).get("kind") or "finetune")
+
+
 def read_trials(paths: CampaignPaths) -> dict[str, dict[str, Any]]:
     """All recorded trials of a campaign: id -> {params, seeds}."""
     return read_yaml(paths.trials, {})
@@ -58,7 +69,7 @@ def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds
         registry = read_registry(paths.root)
         task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))
         entry = {"campaign": paths.name, "trial": trial, "task_dir": task_dir}
-        registry["trials"][stage_key(paths.name, trial)] = entry
+        registry[REGISTRY_SECTIONS[campaign_kind(paths)]][stage_key(paths.name, trial)] = entry
         write_yaml(paths.root / REGISTRY, registry)
 
 
@@ -77,7 +88,8 @@ def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
         failures[trial] = reason
         write_yaml(paths.failures, failures)
         registry = read_registry(paths.root)
-        registry["trials"].pop(stage_key(paths.name, trial), None)
+        for section in REGISTRY_SECTIONS.values():
+            registry[section].pop(stage_key(paths.name, trial), None)
         write_yaml(paths.root / REGISTRY, registry)
 
 
@@ -90,14 +102,15 @@ def register_campaign(paths: CampaignPaths, params: Params) -> None:
         registry = read_registry(paths.root)
         model_source = params.model.checkpoint_dir or params.data.corpus
         registry["campaigns"][paths.name] = {"data": str(params.data.path), "model_source": str(model_source)}
-        for entry in registry["trials"].values():
-            if entry.get("campaign") == paths.name:
-                entry["task_dir"] = task_dir_dep(params.eval.task_dir)
+        for section in REGISTRY_SECTIONS.values():
+            for entry in registry[section].values():
+                if entry.get("campaign") == paths.name:
+                    entry["task_dir"] = task_dir_dep(params.eval.task_dir)
         write_yaml(paths.root / REGISTRY, registry)
 
 
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
-    """The workspace registry with both sections present, every trial entry with its `task_dir` (an entry
+    """The workspace registry with every section present, every trial entry with its `task_dir` (an entry
     written before the score stage depended on the task folder gets its campaign's, from the frozen params)."""
     registry = read_yaml(root / REGISTRY, {})
     trials = registry.get("trials") or {}
@@ -109,7 +122,8 @@ def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
                 declared = read_yaml(CampaignPaths(name, root).params, {})
                 frozen[name] = task_dir_dep((declared.get("eval") or {}).get("task_dir"))
             entry["task_dir"] = frozen[name]
-    return {"campaigns": registry.get("campaigns") or {}, "trials": trials}
+    sections = {section: registry.get(section) or {} for section in REGISTRY_SECTIONS.values()}
+    return {"campaigns": registry.get("campaigns") or {}, **sections, "trials": trials}
 
 
 def stage_key(campaign: str, trial: str) -> str:

@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from hpo.config import Params
 from hpo.record.layout import CampaignPaths
 from hpo.trials import cache
 
@@ -22,6 +23,11 @@ def stages() -> list[Stage]:
     from stages import merge_lora, score, train_lora  # imported by the worker that runs them (litgpt, lm-eval)
 
     return [("train_lora", train_lora.run), ("merge_lora", merge_lora.run), ("score", score.run)]
+
+
+def progress_total(params: Params, values: dict[str, Any]) -> int | None:
+    """What a running trial's progress bar counts to: its optimizer steps."""
+    return params.trial_train(values).max_steps
 
 
 # What the stage modules import only when they first run (litgpt's LoRA script pulls in lightning, torchmetrics

@@ -33,6 +33,7 @@ from hpo.record.dvc import StageError, commit
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import stage_key
 from hpo.trials import cache, finetune
+from hpo.trials.kinds import kind_of
 
 
 class WarmUp(WorkerPlugin):
@@ -85,8 +86,9 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
 
     start = time.perf_counter()
     seconds: dict[str, float] = {}
-    finetune.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
-    stages = finetune.stages()
+    kind = kind_of(paths.load())
+    kind.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
+    stages = kind.stages()
     with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log):
         for name, stage in stages:
             print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)

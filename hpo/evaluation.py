@@ -1,0 +1,246 @@
+"""lm-eval over a litgpt checkpoint: the `LM` both scoring stages use (score, generate) and the one way they call
+lm-eval.
+
+The model is litgpt's `GPT` wrapped in lm-eval's `LM` interface, so any litgpt checkpoint is scored as it is,
+without a conversion to Hugging Face format. Prompts are encoded exactly as litgpt's fine-tuning data is (context
+with BOS, continuation without), loglikelihood batches are right-padded, and `generate_until` samples with
+`hpo.generation` — KV-cached, batched, each response drawn from a generator of its own seeded from the LM's seed,
+the task, the instance (lm-eval's doc_id) and the response's index among the instance's `repeats` — and honours
+the request's generation_kwargs: `until`, `max_gen_toks`, `do_sample` (false: greedy), `temperature`, `top_p`,
+`top_k`, and the extra keys `repetition_penalty`, `presence_penalty`, `frequency_penalty`. It keeps the tokens
+each instance cost (`usage`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hpo.config import EvalSection, derive_seed
+from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
+from hpo.trials.cache import cached, folder_hash
+
+PADDING_SIDE = "right"  # loglikelihood batches; generation batches hold prompts of one length (no padding)
+
+
+def sampling_of(kwargs: dict[str, Any]) -> Any:
+    """An lm-eval request's generation_kwargs as `hpo.generation.Sampling` (lm-eval's defaults: greedy, 256)."""
+    from hpo.generation import Sampling
+
+    until = kwargs.get("until") or []
+    until = [until] if isinstance(until, str) else list(until)
+    sample = bool(kwargs.get("do_sample", False))
+    return Sampling(
+        temperature=float(kwargs.get("temperature", 1.0)) if sample else 0.0,
+        top_p=float(kwargs.get("top_p", 1.0)) if sample else 1.0,
+        top_k=int(kwargs["top_k"]) if sample and kwargs.get("top_k") is not None else None,
+        max_new_tokens=int(kwargs.get("max_gen_toks", 256)),
+        stop=tuple(until),
+        repetition_penalty=float(kwargs.get("repetition_penalty", 1.0)),
+        presence_penalty=float(kwargs.get("presence_penalty", 0.0)),
+        frequency_penalty=float(kwargs.get("frequency_penalty", 0.0)),
+    )
+
+
+def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_batch_size: int = 16) -> Any:
+    """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`.
+
+    Args:
+        checkpoint_dir: a complete litgpt checkpoint.
+        batch_size: rows per loglikelihood batch.
+        seed: seeds every sampled response (with task, doc_id and response index).
+        generation_batch_size: rows (instance × response) sampled together.
+    """
+    import torch
+    import torch.nn.functional as F
+    from litgpt import Config, Tokenizer
+    from litgpt.model import GPT
+    from lm_eval.api.model import LM
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+
+    class LitGPTLM(LM):  # type: ignore[misc]
+        """litgpt's GPT behind lm-eval's loglikelihood / generate_until interface."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            config = Config.from_file(checkpoint_dir / "model_config.yaml")
+            self.tokenizer = Tokenizer(checkpoint_dir)
+            with torch.device(device):
+                model = GPT(config)
+            state = torch.load(checkpoint_dir / "lit_model.pth", map_location=device, mmap=True)
+            model.load_state_dict(state.get("model", state))
+            self.model = model.to(device=device, dtype=dtype).eval()
+            self.model.max_seq_length = config.block_size
+            self.block_size = config.block_size
+            self.batch_size = batch_size
+            # per (task, doc_id): the prompt's tokens (once) and each response's sampled tokens and end
+            self.usage: dict[tuple[str, int], dict[str, Any]] = {}
+            self.manifest = {
+                "device": device.type,
+                "dtype": str(dtype).removeprefix("torch."),
+                "padding_side": PADDING_SIDE,
+                "cpu_threads": torch.get_num_threads(),
+                "generation_batch_size": generation_batch_size,
+                "generation_seed": seed,
+            }
+
+        def _encode(self, text: str, bos: bool) -> list[int]:
+            return self.tokenizer.encode(text, bos=bos, eos=False).tolist()
+
+        @torch.inference_mode()
+        def _score(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+            results: list[tuple[float, bool]] = []
+            for start in range(0, len(pairs), self.batch_size):
+                chunk = pairs[start : start + self.batch_size]
+                seqs = [(ctx + cont)[-(self.block_size + 1) :] for ctx, cont in chunk]
+                inputs = [s[:-1] for s in seqs]
+                width = max(len(x) for x in inputs)
+                batch = torch.zeros((len(inputs), width), dtype=torch.long)
+                for i, x in enumerate(inputs):
+                    batch[i, : len(x)] = torch.tensor(x)
+                logprobs = F.log_softmax(self.model(batch.to(device)).float(), dim=-1).cpu()
+                for i, (_, cont) in enumerate(chunk):
+                    n, end = len(cont), len(inputs[i])
+                    rows = logprobs[i, end - n : end]
+                    target = torch.tensor(cont)
+                    total = rows.gather(1, target[:, None]).sum().item()
+                    results.append((float(total), bool((rows.argmax(-1) == target).all())))
+            return results
+
+        def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+            pairs = [(self._encode(c, bos=True), self._encode(x, bos=False)) for c, x in (r.args for r in requests)]
+            return self._score(pairs)
+
+        def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+            out = []
+            for (text,) in (r.args for r in requests):
+                tokens = self._encode(text, bos=False)
+                windows = [
+                    make_disjoint_window(w)
+                    for w in get_rolling_token_windows(
+                        token_list=tokens,
+                        prefix_token=self.tokenizer.bos_id if self.tokenizer.bos_id is not None else 0,
+                        max_seq_len=self.block_size,
+                        context_len=1,
+                    )
+                ]
+                out.append(sum(lp for lp, _ in self._score([(list(c), list(x)) for c, x in windows])))
+            return out
+
+        def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+            from hpo.generation import generate
+
+            # lm-eval hands each request `repeats` times in a row (the same object): its copies are responses 0..n-1
+            copies: Counter[int] = Counter()
+            groups: dict[Any, list[tuple[int, list[int], int, tuple[str, int]]]] = {}
+            for row, request in enumerate(requests):
+                context, kwargs = request.args
+                sampling = sampling_of(kwargs)
+                prompt = self._encode(context, bos=True)[-(self.block_size - sampling.max_new_tokens) :]
+                index = copies[id(request)]
+                copies[id(request)] += 1
+                instance = (str(request.task_name), int(request.doc_id))
+                row_seed = derive_seed(seed, *instance, index)
+                groups.setdefault(sampling, []).append((row, prompt, row_seed, instance))
+            outputs: list[str] = [""] * len(requests)
+            for sampling, rows in groups.items():
+                completions = generate(
+                    self.model,
+                    self.tokenizer,
+                    [prompt for _, prompt, _, _ in rows],
+                    sampling,
+                    [row_seed for _, _, row_seed, _ in rows],
+                    batch_size=generation_batch_size,
+                )
+                for (row, prompt, _, instance), completion in zip(rows, completions, strict=True):
+                    outputs[row] = completion.text
+                    used = self.usage.setdefault(instance, {"prompt_tokens": len(prompt), "responses": []})
+                    used["responses"].append({"tokens": completion.tokens, "finish": completion.finish})
+            return outputs
+
+    return LitGPTLM()
+
+
+def evaluate(
+    lm: Any,
+    evaluation: EvalSection,
+    task_dir: Path | None,
+    seed: int,
+    root: Path = Path("."),
+    configure: Callable[[Any], None] | None = None,
+    gen_kwargs: dict[str, Any] | None = None,
+    log_samples: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Runs lm-eval's `simple_evaluate` on the campaign's tasks with all four seeds pinned.
+
+    Args:
+        lm: the `LM` (make_lm).
+        evaluation: the campaign's eval section (tasks, limit, few-shot).
+        task_dir: folder of task YAMLs to include (the campaign's), or None for lm-eval's built-in tasks only.
+        seed: lm-eval's random, numpy, torch and few-shot seeds.
+        root: the workspace root, where lm-eval reads relative data paths from (the working directory under DVC).
+        configure: called with every task lm-eval loads, before it builds requests (e.g. `repeats`).
+        gen_kwargs: merged into every generate_until task's generation_kwargs (lm-eval's own override).
+        log_samples: keep lm-eval's per-instance samples (`results["samples"]`).
+
+    Returns:
+        lm-eval's results, the task inputs' sha256 (YAMLs, includes, data files, `!function` modules) and each
+        hub dataset's path, name, revision and fingerprints.
+    """
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    class RecordingTaskManager(TaskManager):  # type: ignore[misc]
+        """lm-eval's TaskManager, keeping the tasks it loads for `simple_evaluate` (to read their datasets) and
+        configuring each before lm-eval builds its requests."""
+
+        loaded: dict[str, Any]
+        configure: Callable[[Any], None] | None
+
+        def load(self, task_list: Any) -> Any:
+            out = super().load(task_list)
+            if self.configure is not None:
+                for task in out["tasks"].values():
+                    self.configure(task)
+            self.loaded = {**self.loaded, **out["tasks"]}
+            return out
+
+    include = [str(p) for p in (task_dir, evaluation.task_dir) if p is not None]
+    # lm-eval's task index (~14 s with its built-in tasks) is built once per worker for the same task files.
+    index_key = (tuple(include), evaluation.include_default_tasks, tuple(folder_hash(Path(p)) for p in include))
+    with no_bytecode():  # user `!function` modules live in a DVC-tracked folder: no __pycache__ there
+        task_manager = cached(
+            "task_index",
+            index_key,
+            lambda: RecordingTaskManager(
+                include_path=include or None, include_defaults=evaluation.include_default_tasks
+            ),
+        )
+        task_manager.loaded = {}
+        task_manager.configure = configure
+        inputs = task_inputs(task_manager, evaluation.tasks, root)
+        results = simple_evaluate(
+            model=lm,
+            tasks=list(evaluation.tasks),
+            num_fewshot=evaluation.num_fewshot,
+            limit=evaluation.limit,
+            task_manager=task_manager,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+            log_samples=log_samples,
+            bootstrap_iters=0,
+            gen_kwargs=gen_kwargs or None,
+        )
+        task_manager.configure = None
+    assert results is not None
+    loaded = task_manager.loaded
+    datasets = {name: dataset_record(loaded[name], root) for name in sorted(loaded)}
+    hub = {name: record for name, record in datasets.items() if record is not None}
+    return results, input_hashes(inputs, root), hub

@@ -1,0 +1,187 @@
+"""generate: sample a trial's responses with its generation settings and score them (a generation trial's stage).
+
+lm-eval builds the requests of the campaign's generate_until tasks — with the trial's settings merged into each
+task's generation_kwargs (lm-eval's own `gen_kwargs` override), `repeats` set to the trial's n and, for a named
+prompt template, the task's `doc_to_text` replaced — and the litgpt model samples them (`hpo.evaluation`,
+`hpo.generation`: batched, KV-cached, response j of instance i drawn from a generator seeded by (campaign seed,
+generation seed, task, i, j)). Every response is then judged on its own by the task's own metric
+(`process_results`, e.g. lm-eval's exact_match with the task's normalisation), and the trial's objective is the
+utility of those judgements (`generate.utility`, `hpo.utility`), mean over the tasks.
+
+Writes `responses.jsonl` (per instance: the prompt's tokens and each response's text, tokens, end and judgement)
+and `metrics.json` (score, every utility per task, the tokens spent, the settings and lm-eval's manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, derive_seed
+from hpo.evaluation import evaluate, make_lm
+from hpo.record.layout import CampaignPaths, stage_args
+from hpo.record.records import read_trial
+from hpo.trials.cache import pin_threads
+from hpo.utility import UTILITIES, utility
+
+
+def gen_kwargs(settings: GenerateSection) -> dict[str, Any]:
+    """The trial's settings as lm-eval generation_kwargs (merged into each task's own)."""
+    kwargs: dict[str, Any] = {
+        "do_sample": settings.temperature > 0,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_gen_toks": settings.max_new_tokens,
+        "repetition_penalty": settings.repetition_penalty,
+        "presence_penalty": settings.presence_penalty,
+        "frequency_penalty": settings.frequency_penalty,
+    }
+    if settings.top_k is not None:
+        kwargs["top_k"] = settings.top_k
+    if settings.stop != TASK_DEFAULT:
+        kwargs["until"] = list(settings.stop_sets[settings.stop])
+    return kwargs
+
+
+def generate(
+    checkpoint_dir: Path,
+    evaluation: EvalSection,
+    settings: GenerateSection,
+    task_dir: Path | None,
+    seed: int,
+    eval_seed: int,
+    root: Path = Path("."),
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Samples and scores the campaign's generate_until tasks with one trial's generation settings.
+
+    Args:
+        checkpoint_dir: the litgpt checkpoint that generates.
+        evaluation: the campaign's eval section (generate_until tasks, the per-response metric, limit).
+        settings: the trial's generation settings (the `generate` section with the trial's values).
+        task_dir: the campaign's task folder.
+        seed: seeds every response (with task, instance and response index).
+        eval_seed: lm-eval's own seeds (few-shot sampling, random, numpy, torch).
+        root: the workspace root (lm-eval reads relative data paths from it).
+
+    Returns:
+        The metrics (`score`: the utility, mean over tasks) and one record per instance.
+
+    Raises:
+        ValueError: a task that is not generate_until, or that reports no `eval.metric` per response.
+    """
+    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size)
+    tasks: dict[str, Any] = {}
+
+    def configure(task: Any) -> None:
+        name = task.config.task
+        if task.get_config("output_type") != "generate_until":
+            raise ValueError(
+                f"eval.tasks: {name!r} is a {task.get_config('output_type')} task; a generation campaign needs "
+                "generate_until tasks"
+            )
+        task.set_config(key="repeats", value=settings.n)
+        if settings.template != TASK_DEFAULT:
+            task.set_config(key="doc_to_text", value=settings.templates[settings.template])
+        tasks[name] = task
+
+    results, inputs, datasets = evaluate(
+        lm, evaluation, task_dir, eval_seed, root, configure, gen_kwargs(settings), log_samples=True
+    )
+    per_task: dict[str, dict[str, float]] = {}
+    records: list[dict[str, Any]] = []
+    for name in evaluation.tasks:
+        correct: list[list[bool]] = []
+        answers: list[list[str]] = []
+        for sample in results["samples"][name]:
+            responses = list(sample["resps"][0])
+            judged = []
+            for response in responses:
+                values = tasks[name].process_results(sample["doc"], [response])
+                if evaluation.metric not in values:
+                    raise ValueError(
+                        f"eval.metric: task {name!r} reports no {evaluation.metric!r} per response; it reports "
+                        f"{sorted(values)}"
+                    )
+                judged.append(float(values[evaluation.metric]) > 0)
+            correct.append(judged)
+            answers.append([r.strip() for r in responses])
+            used = lm.usage[(name, int(sample["doc_id"]))]
+            records.append(
+                {
+                    "task": name,
+                    "doc_id": int(sample["doc_id"]),
+                    "prompt_tokens": used["prompt_tokens"],
+                    "responses": [
+                        {**u, "text": text, "correct": ok}
+                        for u, text, ok in zip(used["responses"], responses, judged, strict=True)
+                    ],
+                }
+            )
+        per_task[name] = {u: round(utility(u, correct, answers), 6) for u in UTILITIES}
+    objective = sum(v[settings.utility] for v in per_task.values()) / len(per_task)
+    prompt_tokens = sum(r["prompt_tokens"] for r in records)
+    completion_tokens = sum(x["tokens"] for r in records for x in r["responses"])
+    metrics = {
+        "state": "complete",
+        "score": round(objective, 6) if math.isfinite(objective) else None,
+        "utility": settings.utility,
+        "tasks": per_task,
+        "cost": {
+            "instances": len(records),
+            "responses": sum(len(r["responses"]) for r in records),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "tokens_per_instance": round((prompt_tokens + completion_tokens) / max(1, len(records)), 3),
+        },
+        "generation": {
+            **{k: v for k, v in settings.model_dump().items() if k not in ("stop_sets", "templates")},
+            "until": gen_kwargs(settings).get("until", "task"),
+        },
+        "lm_eval": {
+            "versions": dict(sorted({**dict.fromkeys(evaluation.tasks), **results.get("versions", {})}.items())),
+            "metric": evaluation.metric,
+            "seed": eval_seed,
+            **lm.manifest,
+            "inputs": inputs,
+            "datasets": datasets,
+        },
+    }
+    return metrics, records
+
+
+def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
+    """The stage for one recorded trial: what `python -m stages.generate` and a warm worker both run."""
+    from hpo.checkpoint import resolve_checkpoint
+
+    params = paths.load()
+    record = read_trial(paths, trial_id)
+    pin_threads(record.get("threads"))
+    settings = params.trial_generate(record["params"])
+    trial = paths.trial(trial_id)
+    trial.dir.mkdir(parents=True, exist_ok=True)
+    metrics, records = generate(
+        resolve_checkpoint(paths.base_model),
+        params.eval,
+        settings,
+        paths.tasks,
+        derive_seed(record["seeds"]["generate"], settings.generation_seed),
+        record["seeds"]["eval"],
+    )
+    with trial.responses.open("w") as f:
+        for line in records:
+            f.write(json.dumps(line, sort_keys=True) + "\n")
+    trial.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def main() -> None:
+    paths, trial_id = stage_args("Sample and score one generation trial with lm-eval.", trial=True)
+    result = run(paths, trial_id)
+    print(json.dumps({"score": result["score"], "state": result["state"], "cost": result["cost"]}))
+
+
+if __name__ == "__main__":
+    main()
