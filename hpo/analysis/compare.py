@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from hpo.analysis.source import CampaignSource
-from hpo.analysis.table import searched, trials_table
+from hpo.analysis.table import cost_column, searched, trials_table
 
 
 def summary(source: CampaignSource, table: pd.DataFrame, direction: str) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def summary(source: CampaignSource, table: pd.DataFrame, direction: str) -> dict
         "baseline": baseline.get("score"),
         "complete": int((table["state"] == "complete").sum()),
         "failed": int((table["state"] == "failed").sum()),
-        "tokens": int(table["train_tokens"].fillna(0).sum()),
+        "tokens": int(table[cost_column(table)].fillna(0).sum()),
         "wall_s": round(float(table["wall_seconds"].fillna(0).sum()), 1),
     }
 

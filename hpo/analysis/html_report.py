@@ -16,7 +16,7 @@ import pandas as pd
 
 from hpo.analysis.compare import compare, not_comparable
 from hpo.analysis.source import CampaignSource
-from hpo.analysis.table import searched, trials_table
+from hpo.analysis.table import cost_column, searched, trials_table
 
 PLOTLY_CONFIG = {"displaylogo": False}
 MIN_IMPORTANCE_TRIALS = 3
@@ -108,11 +108,15 @@ def _cost(tables: dict[str, pd.DataFrame]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    columns = set()
     for label, table in tables.items():
+        columns.add(cost_column(table))
         fig.add_trace(
-            go.Scatter(x=table["train_tokens"], y=table["score"], mode="markers", name=label, text=table["trial"])
+            go.Scatter(x=table[cost_column(table)], y=table["score"], mode="markers", name=label, text=table["trial"])
         )
-    fig.update_layout(title="Score versus cost", xaxis_title="training tokens", yaxis_title="score", height=380)
+    names = {"train_tokens": "training tokens", "gen_tokens": "generation tokens (prompt + responses)"}
+    title = " / ".join(names[c] for c in sorted(columns, reverse=True)) or "tokens"
+    fig.update_layout(title="Score versus cost", xaxis_title=title, yaxis_title="score", height=380)
     return fig
 
 

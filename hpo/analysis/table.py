@@ -19,6 +19,14 @@ from hpo.record.files import plain
 from hpo.record.layout import BASELINE
 
 COLUMNS = ["trial", "baseline", "state", "score", "train_tokens", "val_loss", "gen_tokens", "reason", "warm_start_from"]
+# The columns of the other kind's costs, left out of a campaign's table (a fine-tuning campaign's trials.csv keeps
+# the columns it always had, so older records rebuild byte for byte).
+OTHER_KIND_COLUMNS = {"finetune": ["gen_tokens"], "generate": ["train_tokens", "val_loss"]}
+
+
+def cost_column(table: pd.DataFrame) -> str:
+    """The table's cost in tokens: training tokens (fine-tuning) or prompt + response tokens (generation)."""
+    return "gen_tokens" if "gen_tokens" in table.columns else "train_tokens"
 
 
 def trials_table(source: CampaignSource) -> pd.DataFrame:
@@ -68,7 +76,9 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "wall_seconds": None,
             }
         )
-    return pd.DataFrame(rows, columns=None if rows else [*COLUMNS, "wall_seconds"])
+    kind = (source.yaml(f"{source.dir}/params.yaml", {}).get("campaign") or {}).get("kind") or "finetune"
+    table = pd.DataFrame(rows, columns=None if rows else [*COLUMNS, "wall_seconds"])
+    return table.drop(columns=OTHER_KIND_COLUMNS[kind])
 
 
 def searched(table: pd.DataFrame) -> pd.DataFrame:
