@@ -33,8 +33,10 @@ def check_checkpoint(checkpoint_dir: Path) -> None:
 
 
 def resolve_checkpoint(base_model_dir: Path) -> Path:
-    """The checkpoint folder a campaign's base_model stage produced (the tiny model, or the user's folder)."""
+    """The checkpoint folder a campaign's base_model stage produced (the tiny model, or the user's folder), absolute
+    (litgpt takes a relative path outside `checkpoints/` for a hub name). A pointer to a folder inside the workspace
+    is relative to it, the working directory of every stage."""
     pointer = base_model_dir / POINTER
     if pointer.is_file():
-        return Path(json.loads(pointer.read_text())["checkpoint_dir"])
+        return Path(json.loads(pointer.read_text())["checkpoint_dir"]).resolve()
     return base_model_dir

@@ -8,7 +8,9 @@ with BOS, continuation without), loglikelihood batches are right-padded, and `ge
 the task, the instance (lm-eval's doc_id) and the response's index among the instance's `repeats` — and honours
 the request's generation_kwargs: `until`, `max_gen_toks`, `do_sample` (false: greedy), `temperature`, `top_p`,
 `top_k`, and the extra keys `repetition_penalty`, `presence_penalty`, `frequency_penalty`. It keeps the tokens
-each instance cost (`usage`).
+each instance cost (`usage`), and takes a response this worker drew before for exactly the same weights,
+settings, prompt and seed from `hpo.trials.cache` instead of sampling it again (EcoOptiGen's reuse when n grows:
+the seed of response j does not depend on n).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 
 from hpo.config import EvalSection, derive_seed
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
-from hpo.trials.cache import cached, folder_hash
+from hpo.trials import cache
+from hpo.trials.cache import cached, file_hash, folder_hash
 
 PADDING_SIDE = "right"  # loglikelihood batches; generation batches hold prompts of one length (no padding)
 
@@ -78,6 +81,9 @@ def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_bat
             self.model.max_seq_length = config.block_size
             self.block_size = config.block_size
             self.batch_size = batch_size
+            self.weights = file_hash(checkpoint_dir / "lit_model.pth")
+            self.reused = 0  # responses taken from this worker's earlier trials (rule 3), not sampled again
+            self.sampled_tokens = 0  # response tokens sampled by this LM
             # per (task, doc_id): the prompt's tokens (once) and each response's sampled tokens and end
             self.usage: dict[tuple[str, int], dict[str, Any]] = {}
             self.manifest = {
@@ -149,14 +155,23 @@ def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_bat
                 groups.setdefault(sampling, []).append((row, prompt, row_seed, instance))
             outputs: list[str] = [""] * len(requests)
             for sampling, rows in groups.items():
-                completions = generate(
+                keys = [(self.weights, sampling, tuple(prompt), row_seed) for _, prompt, row_seed, _ in rows]
+                known = {k: c for k in keys if (c := cache.response(k)) is not None}
+                todo = [(row, key) for row, key in zip(rows, keys, strict=True) if key not in known]
+                sampled = generate(
                     self.model,
                     self.tokenizer,
-                    [prompt for _, prompt, _, _ in rows],
+                    [prompt for (_, prompt, _, _), _ in todo],
                     sampling,
-                    [row_seed for _, _, row_seed, _ in rows],
+                    [row_seed for (_, _, row_seed, _), _ in todo],
                     batch_size=generation_batch_size,
                 )
+                for (_, key), completion in zip(todo, sampled, strict=True):
+                    cache.keep_response(key, completion)
+                    known[key] = completion
+                self.reused += len(rows) - len(todo)
+                self.sampled_tokens += sum(c.tokens for c in sampled)
+                completions = [known[key] for key in keys]
                 for (row, prompt, _, instance), completion in zip(rows, completions, strict=True):
                     outputs[row] = completion.text
                     used = self.usage.setdefault(instance, {"prompt_tokens": len(prompt), "responses": []})

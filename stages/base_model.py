@@ -43,7 +43,7 @@ def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: in
     out_dir.mkdir(parents=True)
     if model.checkpoint_dir is not None:
         check_checkpoint(model.checkpoint_dir)
-        record = {"checkpoint_dir": str(model.checkpoint_dir.resolve()), "hash": hash_path(model.checkpoint_dir)}
+        record = {"checkpoint_dir": pointer_path(model.checkpoint_dir), "hash": hash_path(model.checkpoint_dir)}
         (out_dir / POINTER).write_text(json.dumps(record, indent=2) + "\n")
         return record
     if corpus is None or not corpus.is_file():
@@ -52,6 +52,17 @@ def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: in
     build_tiny(model.tiny, lines, out_dir, seed)
     val_loss = pretrain(model.tiny, lines, out_dir, seed)
     return {"checkpoint_dir": str(out_dir), "pretrain_val_loss": val_loss}
+
+
+def pointer_path(checkpoint_dir: Path) -> str:
+    """How the pointer names the user's checkpoint: relative to the workspace when it lies inside it (another
+    campaign's merged trial, `campaigns/default/trials/t007/merged`), so a clone of the workspace records the same
+    bytes; absolute otherwise."""
+    resolved = checkpoint_dir.resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
 
 
 def build_tiny(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> None:

@@ -53,7 +53,7 @@ def generate(
     seed: int,
     eval_seed: int,
     root: Path = Path("."),
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
     """Samples and scores the campaign's generate_until tasks with one trial's generation settings.
 
     Args:
@@ -66,7 +66,10 @@ def generate(
         root: the workspace root (lm-eval reads relative data paths from it).
 
     Returns:
-        The metrics (`score`: the utility, mean over tasks) and one record per instance.
+        The metrics (`score`: the utility, mean over tasks), one record per instance, and what this process
+        spent (`reused_responses`: responses this worker had drawn for an earlier trial, EcoOptiGen's rule 3;
+        `sampled_tokens`: the response tokens sampled now) — which depends on the worker's history, so it is a
+        cost for the lineage, never part of the metrics.
 
     Raises:
         ValueError: a task that is not generate_until, or that reports no `eval.metric` per response.
@@ -149,7 +152,7 @@ def generate(
             "datasets": datasets,
         },
     }
-    return metrics, records
+    return metrics, records, {"reused_responses": lm.reused, "sampled_tokens": lm.sampled_tokens}
 
 
 def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
@@ -162,7 +165,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     settings = params.trial_generate(record["params"])
     trial = paths.trial(trial_id)
     trial.dir.mkdir(parents=True, exist_ok=True)
-    metrics, records = generate(
+    metrics, records, spent = generate(
         resolve_checkpoint(paths.base_model),
         params.eval,
         settings,
@@ -174,7 +177,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
         for line in records:
             f.write(json.dumps(line, sort_keys=True) + "\n")
     trial.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return {**metrics, **spent}
 
 
 def main() -> None:

@@ -78,6 +78,10 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
         )
     kind = (source.yaml(f"{source.dir}/params.yaml", {}).get("campaign") or {}).get("kind") or "finetune"
     table = pd.DataFrame(rows, columns=None if rows else [*COLUMNS, "wall_seconds"])
+    for column in [c for c in table.columns if c.startswith("params.")]:
+        given = [row[column] for row in rows if row.get(column) is not None]
+        if len(given) < len(rows) and given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+            table[column] = table[column].astype("Int64")  # an int setting unset in some trial (top_k: null)
     return table.drop(columns=OTHER_KIND_COLUMNS[kind])
 
 

@@ -35,7 +35,15 @@ from hpo.search.proposers import ask, enqueue_design
 from hpo.search.warm_start import warm_start
 
 # What a trial cost and where it ran, kept in lineage.yaml and the Optuna trial (never in a file a stage writes).
-COSTS = ("wall_seconds", "stage_seconds", "ran_on", "worker_loads", "worker_rss_mb")
+COSTS = (
+    "wall_seconds",
+    "stage_seconds",
+    "ran_on",
+    "worker_loads",
+    "worker_rss_mb",
+    "sampled_tokens",  # generation trials: response tokens sampled in this run
+    "reused_responses",  # and responses reused from the worker's earlier trials (EcoOptiGen's rule 3)
+)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,25 @@ def pin_threads(threads: int | None) -> None:
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+# Responses a worker has sampled, keyed by everything that decides them (model weights' hash, sampling settings,
+# prompt tokens, the row's seed) — not by n, since response j of an instance is seeded by j: a trial whose n
+# grows from an earlier trial's reuses those responses (EcoOptiGen's rule 3). Oldest dropped first.
+_responses: OrderedDict[Hashable, Any] = OrderedDict()
+MAX_RESPONSES = 100_000
+
+
+def response(key: Hashable) -> Any | None:
+    """A response sampled before in this process for exactly this key, or None."""
+    return _responses.get(key)
+
+
+def keep_response(key: Hashable, completion: Any) -> None:
+    """Keeps a sampled response for later trials (at most MAX_RESPONSES)."""
+    _responses[key] = completion
+    while len(_responses) > MAX_RESPONSES:
+        _responses.popitem(last=False)
 
 
 def keep_alive() -> None:

@@ -44,6 +44,7 @@ class WarmUp(WorkerPlugin):
         finetune.warm_up()
 
 
+SPENT = ("sampled_tokens", "reused_responses")  # costs a stage returns that depend on the worker's history
 LOGGERS = ("", "dvc")  # the root logger, and DVC's, which has console handlers of its own
 
 
@@ -86,6 +87,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
 
     start = time.perf_counter()
     seconds: dict[str, float] = {}
+    spent: dict[str, Any] = {}
     kind = kind_of(paths.load())
     kind.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
     stages = kind.stages()
@@ -94,7 +96,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
             print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
             began = time.perf_counter()
             try:
-                stage(paths, trial)
+                returned = stage(paths, trial)
             except Exception as err:
                 traceback.print_exc()
                 raise StageError(
@@ -105,6 +107,8 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
             finally:
                 cache.release()
             seconds[name] = round(time.perf_counter() - began, 3)
+            if isinstance(returned, dict):  # what a stage spent in this process (a generation's reused responses)
+                spent.update({k: returned[k] for k in SPENT if k in returned})
         commit([f"{name}@{key}" for name, _ in stages])
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
@@ -113,7 +117,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
     metrics["interrupted"] = interrupted
     metrics["worker_loads"] = dict(cache.loads)  # what this worker has built so far (base model: once)
     metrics["worker_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # after the trial's release
-    return metrics
+    return {**metrics, **spent}
 
 
 @contextmanager

@@ -1,0 +1,141 @@
+"""EcoOptiGen's inference-budget rules (Wang, Liu and Awadallah 2023, "Cost-Effective Hyperparameter Optimization
+for Large Language Model Generation Inference"; FLAML's `Completion.tune`), as pure bookkeeping a generation
+campaign consults. FLAML's implementation is bound to the OpenAI 0.x API and deprecated, so the rules are written
+down here from the paper and FLAML's description, each tested on hand-built histories (tests/test_ecooptigen.py).
+
+The inference budget B.i is a target of tokens per instance (the prompt plus all n responses; a price per 1k
+input and output tokens turns it into money). A configuration is *valid* when its average cost per instance on
+the tuning data is within B.i.
+
+- Rule 1 (Assumption 3.1: the cost grows with n and with max_new_tokens). Per region — the same model, prompt
+  template and stop sequences — keep the largest n known valid and the smallest n known invalid at each
+  max_new_tokens. A valid n stays valid at a smaller max_new_tokens, an invalid n stays invalid at a larger one.
+  A configuration whose n is at least the smallest known invalid n at its max_new_tokens is pruned without any
+  generation; one whose n is at most the largest known valid n needs no check.
+- Rule 2 (growing subsets). Otherwise the configuration is evaluated on the first 1, 2, 4, … instances of the
+  tuning data; after each subset its average tokens per instance is compared with B.i: above B.i·(1 + margin) it
+  is invalid (stopped early), at most B.i·(1 − margin) it is valid (the rest of the check is skipped), in between
+  the subset doubles. The margin, 0.1·sqrt(ρ/size) with ρ = 1 − size/total (the finite-population factor of a
+  mean over a sample drawn without replacement: our reading of FLAML's 0.1·sqrt(ρ/size)), shrinks with the subset
+  and is 0 on the whole data, where the average is exact.
+- Rule 3 (reuse). When n grows from a known valid n, the responses already drawn are reused: response j of an
+  instance is seeded by (campaign seed, generation seed, task, instance, j), not by n, so responses 0..n₀−1 of a
+  configuration with n > n₀ are those of the same configuration with n₀ (`hpo.evaluation` keeps them per worker).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Literal
+
+Verdict = Literal["valid", "invalid", "grow"]
+MARGIN = 0.1
+
+
+@dataclass
+class RegionKnowledge:
+    """What is known about one region (model, template, stop): per max_new_tokens, the largest valid n and the
+    smallest invalid n."""
+
+    valid: dict[int, int] = field(default_factory=dict)
+    invalid: dict[int, int] = field(default_factory=dict)
+
+    def max_valid_n(self, max_tokens: int) -> int:
+        """The largest n known valid at `max_tokens` (valid at a larger max_tokens counts); 0 when none is."""
+        return max((n for m, n in self.valid.items() if m >= max_tokens), default=0)
+
+    def min_invalid_n(self, max_tokens: int) -> int | None:
+        """The smallest n known invalid at `max_tokens` (invalid at a smaller max_tokens counts), or None."""
+        return min((n for m, n in self.invalid.items() if m <= max_tokens), default=None)
+
+    def learn(self, max_tokens: int, n: int, valid: bool) -> None:
+        """Records the verdict on (max_tokens, n)."""
+        if valid:
+            self.valid[max_tokens] = max(n, self.valid.get(max_tokens, 0))
+        else:
+            self.invalid[max_tokens] = min(n, self.invalid.get(max_tokens, n))
+
+
+@dataclass
+class Knowledge:
+    """Rule 1's bookkeeping over all regions of a campaign, rebuilt from the trials recorded so far."""
+
+    regions: dict[Hashable, RegionKnowledge] = field(default_factory=dict)
+
+    def region(self, key: Hashable) -> RegionKnowledge:
+        return self.regions.setdefault(key, RegionKnowledge())
+
+    def before(self, key: Hashable, max_tokens: int, n: int) -> Literal["prune", "valid", "check"]:
+        """Rule 1 for a configuration about to run: `prune` it without generation, it is known `valid` (evaluate
+        it, no budget check), or `check` it on growing subsets (rule 2)."""
+        known = self.region(key)
+        smallest_invalid = known.min_invalid_n(max_tokens)
+        if smallest_invalid is not None and n >= smallest_invalid:
+            return "prune"
+        if n <= known.max_valid_n(max_tokens):
+            return "valid"
+        return "check"
+
+
+def subset_sizes(total: int) -> list[int]:
+    """Rule 2's subsets: the first 1, 2, 4, … instances, ending with all of them."""
+    if total < 1:
+        raise ValueError(f"total: got {total}; expected at least one tuning instance")
+    sizes, size = [], 1
+    while size < total:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, total]
+
+
+def margin(size: int, total: int, coefficient: float = MARGIN) -> float:
+    """Rule 2's relative margin after `size` of `total` instances: coefficient·sqrt((1 − size/total)/size)."""
+    return coefficient * math.sqrt(max(0.0, 1 - size / total) / size)
+
+
+def verdict(average_tokens: float, size: int, total: int, target: float, coefficient: float = MARGIN) -> Verdict:
+    """Rule 2 after a subset: `invalid` above target·(1 + margin), `valid` at most target·(1 − margin), else
+    `grow` (on the whole data the margin is 0 and the verdict is final)."""
+    if target <= 0:
+        raise ValueError(f"target: got {target}; expected a positive budget of tokens per instance")
+    m = margin(size, total, coefficient)
+    if average_tokens > target * (1 + m):
+        return "invalid"
+    if average_tokens <= target * (1 - m):
+        return "valid"
+    return "grow"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One step of rule 2: after `size` instances the average tokens per instance and the verdict."""
+
+    size: int
+    average_tokens: float
+    margin: float
+    verdict: Verdict
+
+
+def budget_check(tokens_per_instance: list[float], target: float, coefficient: float = MARGIN) -> list[Check]:
+    """Rule 2 over a configuration's tokens per instance in the tuning data's order: the checks made until the
+    first verdict that is not `grow`. (A caller that generates as it goes stops generating there; given all
+    the costs, this replays the same decisions.)"""
+    total = len(tokens_per_instance)
+    checks = []
+    for size in subset_sizes(total):
+        average = sum(tokens_per_instance[:size]) / size
+        step = Check(size, average, margin(size, total, coefficient), verdict(average, size, total, target, coefficient))
+        checks.append(step)
+        if step.verdict != "grow":
+            break
+    return checks
+
+
+def instance_cost(prompt_tokens: int, response_tokens: list[int], prices: tuple[float, float] | None = None) -> float:
+    """One instance's inference cost: its prompt once and all its responses (EcoOptiGen's per-call usage) — in
+    tokens, or in money with `prices` per 1k input and output tokens."""
+    if prices is None:
+        return float(prompt_tokens + sum(response_tokens))
+    return (prompt_tokens * prices[0] + sum(response_tokens) * prices[1]) / 1000
