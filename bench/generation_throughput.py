@@ -54,8 +54,13 @@ def litgpt_loop(model, tokenizer, prompts, n, max_new, temperature, top_k) -> tu
         for _ in range(n):
             model.set_kv_cache(batch_size=1)
             ids = generate(
-                model, torch.tensor(prompt), len(prompt) + max_new, temperature=temperature, top_k=top_k,
-                eos_id=tokenizer.eos_id, include_prompt=False,
+                model,
+                torch.tensor(prompt),
+                len(prompt) + max_new,
+                temperature=temperature,
+                top_k=top_k,
+                eos_id=tokenizer.eos_id,
+                include_prompt=False,
             )
             model.clear_kv_cache()
             out.append([int(t) for t in ids if int(t) != tokenizer.eos_id])

@@ -44,7 +44,12 @@ class LiveTrials:
         log = self.paths.dir / "logs" / f"{trial.id}.log"
         offset = log.stat().st_size if log.is_file() else 0
         bar = tqdm(
-            total=total, desc=f"{trial.id:>8} queued", unit="step" if total else "it", leave=False, disable=None, dynamic_ncols=True
+            total=total,
+            desc=f"{trial.id:>8} queued",
+            unit="step" if total else "it",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
         )
         with self.lock:
             self.bars[trial.id] = (bar, log, [offset])
@@ -94,7 +99,9 @@ class Progress:
         self.maximize = params.eval.direction == "maximize"
         self.best: tuple[float, str] | None = None
         self.baseline: float | None = None
-        self.baseline_is = "litgpt defaults" if params.campaign.kind == "finetune" else "the generate section's settings"
+        self.baseline_is = (
+            "litgpt defaults" if params.campaign.kind == "finetune" else "the generate section's settings"
+        )
 
     def show(self, trial: str, values: dict[str, Any], result: dict[str, Any]) -> None:
         score = result.get("score")

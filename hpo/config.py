@@ -219,14 +219,13 @@ class GenerateSection(_Section):
 
     @model_validator(mode="after")
     def _check_names(self) -> GenerateSection:
-        for key, names in (("stop", self.stop_sets), ("template", self.templates)):
+        for key, declared, names in (("stop", "stop_sets", self.stop_sets), ("template", "templates", self.templates)):
             chosen = getattr(self, key)
             if chosen != TASK_DEFAULT and chosen not in names:
                 known = ", ".join([TASK_DEFAULT, *names])
-                raise ValueError(f"{key}: got {chosen!r}; expected one of {known} (declare it under {key}_sets)"
-                                 if key == "stop" else f"{key}: got {chosen!r}; expected one of {known}")
+                raise ValueError(f"{key}: got {chosen!r}; expected one of {known} (names declared in {declared})")
             if TASK_DEFAULT in names:
-                raise ValueError(f"{key}{'_sets' if key == 'stop' else 's'}: {TASK_DEFAULT!r} is reserved for the task's own")
+                raise ValueError(f"{declared}.{TASK_DEFAULT}: the name {TASK_DEFAULT!r} means the task's own")
         for name, stops in self.stop_sets.items():
             if any(not stop for stop in stops):
                 raise ValueError(f"stop_sets.{name}: got {stops!r}; expected a list of non-empty strings")
@@ -255,8 +254,13 @@ class Params(_Section):
         tunable = GEN_TUNABLE if kind == "generate" else TUNABLE
         for name in raw["space"]:
             if name not in tunable:
-                other = " (a generation setting: campaign.kind generate)" if name in GEN_TUNABLE else (
-                    " (a LoRA setting: campaign.kind finetune)" if name in TUNABLE else "")
+                other = (
+                    " (a generation setting: campaign.kind generate)"
+                    if name in GEN_TUNABLE
+                    else " (a LoRA setting: campaign.kind finetune)"
+                    if name in TUNABLE
+                    else ""
+                )
                 raise ValueError(
                     f"space.{name}: unknown hyperparameter for a {kind} campaign{other}; "
                     f"expected one of {', '.join(tunable)}"
@@ -307,9 +311,9 @@ class Params(_Section):
     @model_validator(mode="after")
     def _check_space_fits_settings(self) -> Params:
         # Each end of every dimension must be a valid setting (an int field needs an int dimension).
-        section, settings = (
-            (GenerateSection, self.trial_generate) if self.campaign.kind == "generate" else (TrainSection, self.trial_train)
-        )
+        generation = self.campaign.kind == "generate"
+        section = GenerateSection if generation else TrainSection
+        settings = self.trial_generate if generation else self.trial_train
         for name, dim in self.space.items():
             if isinstance(dim, FloatDimension) and section.model_fields[name].annotation in (int, int | None):
                 raise ValueError(f"space.{name}: {name} is an integer setting; expected type: int")

@@ -102,15 +102,19 @@ def generate(
     for rows in by_length.values():
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            for row, completion in zip(chunk, _batch(model, tokenizer, [prompts[r] for r in chunk],
-                                                     sampling, [seeds[r] for r in chunk]), strict=True):
+            for row, completion in zip(
+                chunk,
+                _batch(model, tokenizer, [prompts[r] for r in chunk], sampling, [seeds[r] for r in chunk]),
+                strict=True,
+            ):
                 out[row] = completion
     return [c for c in out if c is not None]
 
 
 @torch.inference_mode()
-def _batch(model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling,
-           seeds: list[int]) -> list[Completion]:
+def _batch(
+    model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling, seeds: list[int]
+) -> list[Completion]:
     device = next(model.parameters()).device
     rows, length = len(prompts), len(prompts[0])
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
@@ -124,12 +128,14 @@ def _batch(model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampl
             logits = model(x, input_pos, input_pos_maxp1=length + step)[:, -1].float()
             next_ids = []
             for r in range(rows):
-                token = 0 if done[r] is not None else _sample(
-                    logits[r], prompts[r], generated[r], sampling, generators[r]
+                token = (
+                    0 if done[r] is not None else _sample(logits[r], prompts[r], generated[r], sampling, generators[r])
                 )
                 next_ids.append(token)
                 if done[r] is None:
-                    done[r] = _finished(tokenizer, generated[r], token, sampling, last=step + 1 == sampling.max_new_tokens)
+                    done[r] = _finished(
+                        tokenizer, generated[r], token, sampling, last=step + 1 == sampling.max_new_tokens
+                    )
             if all(d is not None for d in done):
                 break
             x = torch.tensor(next_ids, dtype=torch.long, device=device).view(rows, 1)
@@ -139,8 +145,9 @@ def _batch(model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampl
     return [d for d in done if d is not None]
 
 
-def _sample(logits: torch.Tensor, prompt: list[int], generated: list[int], s: Sampling,
-            generator: torch.Generator) -> int:
+def _sample(
+    logits: torch.Tensor, prompt: list[int], generated: list[int], s: Sampling, generator: torch.Generator
+) -> int:
     if s.repetition_penalty != 1.0:
         seen = torch.tensor(sorted(set(prompt) | set(generated)), dtype=torch.long, device=logits.device)
         picked = logits[seen]

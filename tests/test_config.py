@@ -78,7 +78,12 @@ BAD = [
     ({"space.learning_rate.low": 0.0}, (), "space.learning_rate", "log-scale dimension needs low > 0"),
     ({"space.lora_r": {"type": "float", "low": 1.0, "high": 8.0}}, (), "space.lora_r", "expected type: int"),
     ({"space.momentum": {"type": "float", "low": 0.1, "high": 0.9}}, (), "space.momentum", "unknown hyperparameter"),
-    ({"space.temperature": {"type": "float", "low": 0.1, "high": 0.9}}, (), "space.temperature", "campaign.kind generate"),
+    (
+        {"space.temperature": {"type": "float", "low": 0.1, "high": 0.9}},
+        (),
+        "space.temperature",
+        "campaign.kind generate",
+    ),
     ({"space.lora_dropout": {"type": "categorical", "choices": []}}, (), "space.lora_dropout.choices", "[]"),
     ({"space.lora_dropout.high": 2.0}, (), "space.lora_dropout", "value 2.0 is not a valid lora_dropout"),
     ({"space.lora_r.type": "integer"}, (), "space.lora_r", "'integer'"),
@@ -204,7 +209,10 @@ def test_long_values_are_cut_in_messages(tmp_path: Path) -> None:
 
 
 GEN_BAD = [
-    ({"space.temperature": {"type": "float", "low": -1.0, "high": 1.0}}, "space.temperature: value -1.0 is not a valid"),
+    (
+        {"space.temperature": {"type": "float", "low": -1.0, "high": 1.0}},
+        "space.temperature: value -1.0 is not a valid",
+    ),
     ({"space.top_k": {"type": "int", "low": 0, "high": 5}}, "space.top_k: value 0 is not a valid top_k"),
     ({"space.top_p.high": 1.5}, "space.top_p: value 1.5 is not a valid top_p"),
     ({"space.n": {"type": "float", "low": 1.0, "high": 4.0}}, "space.n: n is an integer setting; expected type: int"),

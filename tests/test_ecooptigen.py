@@ -41,7 +41,7 @@ def test_rule2_subsets_double_and_the_margin_shrinks_to_zero() -> None:
     assert margin(25, 100) == pytest.approx(0.1 * math.sqrt(0.75 / 25))
     assert margin(100, 100) == 0.0
     sizes = subset_sizes(100)
-    assert all(margin(a, 100) > margin(b, 100) for a, b in zip(sizes, sizes[1:]))
+    assert all(margin(a, 100) > margin(b, 100) for a, b in zip(sizes, sizes[1:], strict=False))
 
 
 def test_rule2_stops_early_when_clearly_over_or_under() -> None:

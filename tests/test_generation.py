@@ -67,7 +67,11 @@ def test_greedy_equals_litgpts_generate(lm: tuple[Any, Any]) -> None:
     for prompt, completion in zip(prompts, ours, strict=True):
         model.set_kv_cache(batch_size=1)
         ids = litgpt_generate(
-            model, torch.tensor(prompt), len(prompt) + 10, temperature=0.0, eos_id=tokenizer.eos_id,
+            model,
+            torch.tensor(prompt),
+            len(prompt) + 10,
+            temperature=0.0,
+            eos_id=tokenizer.eos_id,
             include_prompt=False,
         )
         model.clear_kv_cache()

@@ -16,7 +16,6 @@ from hpo.record.files import read_yaml, records_lock, write_yaml
 from hpo.record.layout import REGISTRY, CampaignPaths
 from hpo.tasks import task_dir_dep
 
-
 # The registry section whose entries dvc.yaml's `foreach` turns into each trial kind's stages, and the stage of
 # each kind that writes the trial's metrics.json (its score).
 REGISTRY_SECTIONS = {"finetune": "trials", "generate": "generations"}

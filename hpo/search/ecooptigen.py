@@ -126,7 +126,9 @@ def budget_check(tokens_per_instance: list[float], target: float, coefficient: f
     checks = []
     for size in subset_sizes(total):
         average = sum(tokens_per_instance[:size]) / size
-        step = Check(size, average, margin(size, total, coefficient), verdict(average, size, total, target, coefficient))
+        step = Check(
+            size, average, margin(size, total, coefficient), verdict(average, size, total, target, coefficient)
+        )
         checks.append(step)
         if step.verdict != "grow":
             break
