@@ -45,7 +45,9 @@ class WarmUp(WorkerPlugin):
 
 
 SPENT = ("sampled_tokens", "reused_responses")  # costs a stage returns that depend on the worker's history
-LOGGERS = ("", "dvc")  # the root logger, and DVC's, which has console handlers of its own
+# The root logger, and those with console handlers of their own: DVC's, and lightning's (which do not propagate;
+# lightning's `seed_everything` line reached the campaign's terminal).
+LOGGERS = ("", "dvc", "lightning.fabric", "lightning.pytorch")
 
 
 def worker_name() -> str:
@@ -130,8 +132,8 @@ def _output_to(log: TextIO) -> Iterator[None]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     loggers = [logging.getLogger(name) for name in LOGGERS]
     saved = [(logger.handlers[:], logger.level) for logger in loggers]
-    for logger in loggers:  # the root logger writes to the log; DVC's passes its records up to it
-        logger.handlers[:] = [handler] if logger is logging.getLogger() else []
+    for logger in loggers:  # the root logger writes to the log; a logger that propagates passes its records up to it
+        logger.handlers[:] = [handler] if logger is logging.getLogger() or not logger.propagate else []
         logger.setLevel(logging.INFO)
     try:
         with redirect_stdout(log), redirect_stderr(log):
