@@ -49,8 +49,8 @@ def test_baseline_is_litgpts_own_default() -> None:
     assert LITGPT_LORA_DEFAULTS["global_batch_size"] == sig["train"].default.global_batch_size
 
 
-def _with(tmp_path: Path, change: dict, remove: tuple[str, ...] = ()) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+def _with(tmp_path: Path, change: dict, remove: tuple[str, ...] = (), base: str = "params.yaml") -> Path:
+    raw = yaml.safe_load((ROOT / base).read_text())
     for dotted, value in change.items():
         node = raw
         *parents, last = dotted.split(".")
@@ -226,15 +226,7 @@ GEN_BAD = [
 
 @pytest.mark.parametrize(("change", "expected"), GEN_BAD, ids=[b[1][:40] for b in GEN_BAD])
 def test_generation_campaign_bad_values(tmp_path: Path, change: dict, expected: str) -> None:
-    raw = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
-    for dotted, value in change.items():
-        node = raw
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = _with(tmp_path, change, base="params.generation.yaml")
     with pytest.raises(ParamsError) as err:
         load_params(path)
     assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
