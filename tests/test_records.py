@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 import yaml
 from dvc.utils.serialize import modify_yaml
 
@@ -42,3 +43,56 @@ def test_recorded_floats_survive_dvc_lock_rewrites(tmp_path: Path) -> None:
     # a trial recorded before keeps its decision when it is recorded again (an interrupted trial run again)
     record_trial(paths, "t000", {"learning_rate": 0.5, "lora_r": 4}, {"train": 1}, 1)
     assert read_trials(paths)["t000"] == recorded["t000"]
+
+
+def _dvc_repo(path: Path) -> Path:
+    import subprocess
+    import sys
+
+    path.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=path, check=True)
+    (path / "dvc.yaml").write_text(
+        "stages:\n  s:\n    cmd: cp a.txt trials/b.txt\n    deps: [a.txt]\n    outs: [trials/b.txt]\n"
+    )
+    (path / "a.txt").write_text("a\n")
+    (path / "trials").mkdir()
+    (path / "trials/b.txt").write_text("a\n")
+    return path
+
+
+def test_commit_waits_for_a_busy_output_lock_instead_of_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's `dvc repro` reading a folder that holds a trial's outputs (the report stage reads the
+    campaign's trials folder) makes DVC refuse to write them at once ("is busy"): the commit of stages a worker ran
+    waits and tries again, so the engine never re-runs computed stages for a lock."""
+    import threading
+
+    from dvc.repo import Repo
+    from dvc.rwlock import rwlock
+
+    from hpo.record.dvc import StageError, commit
+
+    root = _dvc_repo(tmp_path / "repo")
+    monkeypatch.chdir(root)  # the worker commits from the workspace
+    repo = Repo(str(root))
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as `dvc repro report@…` of another campaign process does
+        with rwlock(repo.tmp_dir, repo.fs, "dvc repro report", [str(root / "trials")], [], False):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    with pytest.raises(StageError, match="still busy after 1 attempts") as refused:
+        commit(["s"], root, backoff=())
+    assert refused.value.transient and not (root / "dvc.lock").exists()
+    threading.Timer(1.0, release.set).start()
+    commit(["s"], root, backoff=(0.5,) * 20)
+    holder.join()
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert [o["path"] for o in lock["stages"]["s"]["outs"]] == ["trials/b.txt"]
+    assert lock["stages"]["s"]["outs"][0]["md5"] == "60b725f10c9c85c70d97880dfe8191b3"

@@ -63,7 +63,13 @@ def repro(targets: list[str], log_file: Path, *, single_item: bool = False) -> N
         )
 
 
-def commit(targets: list[str], root: Path = Path(".")) -> None:
+# A stage that reads an output which another process's `dvc repro` holds (e.g. the base model while a second
+# campaign process checks its prepare stages) is refused at once ("is busy"): the commit waits and tries again, so
+# that the trial's computed stages are recorded rather than run again by the engine's retry of the whole trial.
+COMMIT_BACKOFF: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30)
+
+
+def commit(targets: list[str], root: Path = Path("."), backoff: tuple[float, ...] = COMMIT_BACKOFF) -> None:
     """Records stages that ran outside `dvc repro` as `dvc commit --force <targets>` does, under DVC's
     repository lock, with one update of each lock file for all of them.
 
@@ -71,26 +77,35 @@ def commit(targets: list[str], root: Path = Path(".")) -> None:
     cache type says) and its dvc.lock entry written, as `dvc repro` does after running the stage's command. This
     is the body of DVC's own `Repo.commit` (force=True) over several targets: `Repo.commit` takes one target and
     rewrites dvc.lock, a YAML file with every trial's entries, for each (measured: 1.5 s for a trial's three
-    stages in an 8-trial campaign, most of it parsing and dumping dvc.lock three times).
+    stages in an 8-trial campaign, most of it parsing and dumping dvc.lock three times). A busy output lock is
+    waited for (`backoff`: the seconds between attempts).
 
     Raises:
-        StageError: DVC could not record a target (transient when its lock stayed busy).
+        StageError: DVC could not record a target (transient when its lock stayed busy through every attempt).
     """
+    import time
+
     from dvc.exceptions import DvcException
     from dvc.lock import LockError
     from dvc.repo import Repo, lock_repo
 
-    try:
-        with Repo(str(root), _wait_for_lock=True) as repo, lock_repo(repo):
-            by_file: dict[str, tuple[Any, list[Any]]] = {}
-            for target in targets:
-                for info in repo.stage.collect_granular(target):
-                    info.stage.save()
-                    info.stage.commit(filter_info=info.filter_info, relink=True)
-                    by_file.setdefault(info.stage.dvcfile.path, (info.stage.dvcfile, []))[1].append(info.stage)
-            for dvcfile, stages in by_file.values():
-                dvcfile.dump_stages(stages, update_pipeline=False)
-    except LockError as err:
-        raise StageError(f"dvc commit {' '.join(targets)}: {err}", transient=True) from err
-    except DvcException as err:
-        raise StageError(f"dvc commit {' '.join(targets)}: {err}", transient=False) from err
+    for attempt, wait in enumerate((*backoff, None)):
+        try:
+            with Repo(str(root), _wait_for_lock=True) as repo, lock_repo(repo):
+                by_file: dict[str, tuple[Any, list[Any]]] = {}
+                for target in targets:
+                    for info in repo.stage.collect_granular(target):
+                        info.stage.save()
+                        info.stage.commit(filter_info=info.filter_info, relink=True)
+                        by_file.setdefault(info.stage.dvcfile.path, (info.stage.dvcfile, []))[1].append(info.stage)
+                for dvcfile, stages in by_file.values():
+                    dvcfile.dump_stages(stages, update_pipeline=False)
+            return
+        except LockError as err:
+            if wait is None:
+                raise StageError(
+                    f"dvc commit {' '.join(targets)}: still busy after {attempt + 1} attempts: {err}", transient=True
+                ) from err
+            time.sleep(wait)
+        except DvcException as err:
+            raise StageError(f"dvc commit {' '.join(targets)}: {err}", transient=False) from err
