@@ -79,6 +79,11 @@ class Knowledge:
         return "check"
 
 
+def region(template: str, stop: str) -> tuple[str, str]:
+    """A configuration's region in a campaign (one model): its prompt template and stop sequences by name."""
+    return (template, stop)
+
+
 def subset_sizes(total: int) -> list[int]:
     """Rule 2's subsets: the first 1, 2, 4, … instances, ending with all of them."""
     if total < 1:
