@@ -177,21 +177,29 @@ def make_lm(
             if budget is None:
                 self._sample([r for i in instances for r in by_instance[i]], outputs)
                 return outputs
-            # EcoOptiGen's rule 2: the first 1, 2, 4, … instances, until the cost per instance says valid or invalid
+            # EcoOptiGen's rule 2 on the responses' cost: the prompts' cost is known for every instance before any
+            # generation (their average, as FLAML's avg_input_tokens), so the subsets compare what the configuration
+            # decides — its responses — with what the budget leaves for them, not the first prompts' lengths.
             from hpo.search.ecooptigen import margin, subset_sizes, verdict
 
+            total = len(instances)
+            prompt_cost = sum(self.prompt_cost(by_instance[i][0][1]) for i in instances) / max(1, total)
+            left = budget.target - prompt_cost
             done = 0
-            for size in subset_sizes(len(instances)):
+            for size in subset_sizes(total) if total else []:
                 self._sample([r for i in instances[done:size] for r in by_instance[i]], outputs)
                 done = size
-                average = sum(self.instance_cost(i) for i in instances[:size]) / size
-                said = verdict(average, size, len(instances), budget.target)
+                average = sum(self.instance_cost(i) - self.prompt_cost(by_instance[i][0][1]) for i in instances[:size])
+                average /= size
+                said = verdict(average, size, total, left) if left > 0 else "invalid"
                 self.checks.append(
                     {
                         "size": size,
-                        "of": len(instances),
-                        "average_cost": round(average, 6),
-                        "margin": round(margin(size, len(instances)), 6),
+                        "of": total,
+                        "average_response_cost": round(average, 6),
+                        "response_budget": round(left, 6),
+                        "average_prompt_cost": round(prompt_cost, 6),
+                        "margin": round(margin(size, total), 6),
                         "verdict": said,
                     }
                 )
@@ -203,6 +211,12 @@ def make_lm(
                     self._sample([r for i in rest for r in by_instance[i]], outputs)
                     break
             return outputs
+
+        def prompt_cost(self, prompt: list[int]) -> float:
+            """A prompt's cost (tokens, or money)."""
+            from hpo.search.ecooptigen import instance_cost
+
+            return instance_cost(len(prompt), [], budget.prices if budget is not None else None)
 
         def instance_cost(self, instance: tuple[str, int]) -> float:
             """An instance's inference cost so far: its prompt once and all its responses (tokens, or money)."""

@@ -156,9 +156,10 @@ def generate(
     if pruned:
         last = lm.checks[-1]
         metrics["reason"] = (
-            f"pruned by EcoOptiGen's rule 2: {last['average_cost']:.4g} per instance after {last['size']} of "
-            f"{last['of']} instances, over the inference budget {settings.inference_budget:g} by more than the "
-            f"margin {last['margin']:.2%}"
+            f"pruned by EcoOptiGen's rule 2: responses cost {last['average_response_cost']:.4g} per instance "
+            f"after {last['size']} of {last['of']} instances, over the {last['response_budget']:.4g} that the "
+            f"inference budget {settings.inference_budget:g} leaves after the prompts' "
+            f"{last['average_prompt_cost']:.4g} by more than the margin {last['margin']:.2%}"
         )
         metrics["partial_score"] = round(objective, 6)
     return metrics, records, {"reused_responses": lm.reused, "sampled_tokens": lm.sampled_tokens}

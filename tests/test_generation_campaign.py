@@ -120,7 +120,8 @@ def test_generation_trials_are_recorded_with_their_costs(workspace: Path) -> Non
             last = budget["checks"][-1]
             assert metrics["state"] == "pruned" and "rule 2" in metrics["reason"] and metrics["score"] is None
             assert last["verdict"] == "invalid" and len(lines) == last["size"] < 24
-            assert last["average_cost"] > BUDGET * (1 + last["margin"])
+            assert last["average_response_cost"] > last["response_budget"] * (1 + last["margin"])
+            assert last["response_budget"] == pytest.approx(BUDGET - last["average_prompt_cost"], abs=1e-5)
     assert "pruned" in states.values() and list(states.values()).count("complete") >= 2, states
     assert recorded["baseline"]["params"]["temperature"] == params.generate.temperature == 0.0
     study = open_study(paths, params)
