@@ -266,6 +266,8 @@ def trials(params_file: str) -> dict[str, Any]:
             raise CampaignStopped(stop)
 
     live.close()
+    if c.stop_reason:
+        print(f"stopped proposing: {c.stop_reason}", flush=True)
     summary = report(c)
     progress.final(summary)
     return summary

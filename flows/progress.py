@@ -119,7 +119,13 @@ class Progress:
     def final(self, summary: dict[str, Any]) -> None:
         best = summary.get("best")
         print("\n" + "=" * 78)
-        print(f"campaign {summary['campaign']}: {summary['completed']} complete, {summary['failed']} failed")
+        pruned = f", {summary['pruned']} pruned" if summary.get("pruned") else ""
+        print(f"campaign {summary['campaign']}: {summary['completed']} complete, {summary['failed']} failed{pruned}")
+        if summary.get("optimization_budget") or summary.get("inference_budget"):
+            print(
+                f"spent {summary['inference_cost']:g} (optimization budget {summary['optimization_budget']}); "
+                f"inference budget per instance {summary['inference_budget']}"
+            )
         print(f"objective: {summary['metric']} ({summary['direction']})")
         if best:
             print(

@@ -101,6 +101,12 @@ class CampaignSection(_Section):
         "default: this machine's cores divided by workers",
     )
     max_failures: int | None = Field(default=None, ge=0, description="stop once more trials than this failed")
+    optimization_budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="EcoOptiGen's B.o (generation campaigns): stop proposing once the trials' inference costs "
+        "(tokens, or money with generate.price_per_1k) add up to this",
+    )
     storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
 
     @model_validator(mode="after")
@@ -192,6 +198,13 @@ class EvalSection(_Section):
     include_default_tasks: bool = Field(default=False, description="index lm-eval's built-in tasks (mmlu, hellaswag)")
 
 
+class Prices(_Section):
+    """Prices per 1k tokens, to speak money like EcoOptiGen (budgets then count money, not tokens)."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class GenerateSection(_Section):
     """How the model is asked and sampled in a generation campaign; any of GEN_TUNABLE may be set per trial by the
     space. Stop sets and prompt templates are declared by name and chosen by name."""
@@ -216,6 +229,13 @@ class GenerateSection(_Section):
         description="the objective from each instance's n judged responses (hpo.utility)",
     )
     batch_size: int = Field(default=16, ge=1, description="rows (instance × response) sampled together")
+    inference_budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="EcoOptiGen's B.i: average cost per instance (prompt + all n responses) a configuration may "
+        "spend, in tokens, or in money with price_per_1k; configurations over it are pruned (rules 1 and 2)",
+    )
+    price_per_1k: Prices | None = Field(default=None, description="price per 1k input and output tokens")
 
     @model_validator(mode="after")
     def _check_names(self) -> GenerateSection:

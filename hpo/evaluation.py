@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
 from hpo.trials import cache
 from hpo.trials.cache import cached, file_hash, folder_hash
 
+Row = tuple[int, list[int], Any, int, tuple[str, int]]  # request index, prompt ids, sampling, seed, instance
 PADDING_SIDE = "right"  # loglikelihood batches; generation batches hold prompts of one length (no padding)
 
 
@@ -47,7 +49,22 @@ def sampling_of(kwargs: dict[str, Any]) -> Any:
     )
 
 
-def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_batch_size: int = 16) -> Any:
+@dataclass(frozen=True)
+class Budget:
+    """EcoOptiGen's inference budget B.i for rule 2: the target cost per instance, in tokens or (with prices per 1k
+    input and output tokens) money."""
+
+    target: float
+    prices: tuple[float, float] | None = None
+
+
+def make_lm(
+    checkpoint_dir: Path,
+    batch_size: int,
+    seed: int = 0,
+    generation_batch_size: int = 16,
+    budget: Budget | None = None,
+) -> Any:
     """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`.
 
     Args:
@@ -55,6 +72,8 @@ def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_bat
         batch_size: rows per loglikelihood batch.
         seed: seeds every sampled response (with task, doc_id and response index).
         generation_batch_size: rows (instance × response) sampled together.
+        budget: check generation against EcoOptiGen's inference budget on growing subsets of the instances
+            (rule 2); when a subset is clearly over it, the rest is not sampled (`pruned_after`, `checks`).
     """
     import torch
     import torch.nn.functional as F
@@ -84,6 +103,8 @@ def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_bat
             self.weights = file_hash(checkpoint_dir / "lit_model.pth")
             self.reused = 0  # responses taken from this worker's earlier trials (rule 3), not sampled again
             self.sampled_tokens = 0  # response tokens sampled by this LM
+            self.checks: list[dict[str, Any]] = []  # rule 2's subsets and verdicts
+            self.pruned_after: int | None = None  # instances sampled before rule 2 declared the budget exceeded
             # per (task, doc_id): the prompt's tokens (once) and each response's sampled tokens and end
             self.usage: dict[tuple[str, int], dict[str, Any]] = {}
             self.manifest = {
@@ -139,11 +160,9 @@ def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_bat
             return out
 
         def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-            from hpo.generation import generate
-
             # lm-eval hands each request `repeats` times in a row (the same object): its copies are responses 0..n-1
             copies: Counter[int] = Counter()
-            groups: dict[Any, list[tuple[int, list[int], int, tuple[str, int]]]] = {}
+            by_instance: dict[tuple[str, int], list[Row]] = {}
             for row, request in enumerate(requests):
                 context, kwargs = request.args
                 sampling = sampling_of(kwargs)
@@ -152,31 +171,91 @@ def make_lm(checkpoint_dir: Path, batch_size: int, seed: int = 0, generation_bat
                 copies[id(request)] += 1
                 instance = (str(request.task_name), int(request.doc_id))
                 row_seed = derive_seed(seed, *instance, index)
-                groups.setdefault(sampling, []).append((row, prompt, row_seed, instance))
+                by_instance.setdefault(instance, []).append((row, prompt, sampling, row_seed, instance))
             outputs: list[str] = [""] * len(requests)
-            for sampling, rows in groups.items():
-                keys = [(self.weights, sampling, tuple(prompt), row_seed) for _, prompt, row_seed, _ in rows]
+            instances = list(by_instance)
+            if budget is None:
+                self._sample([r for i in instances for r in by_instance[i]], outputs)
+                return outputs
+            # EcoOptiGen's rule 2 on the responses' cost: the prompts' cost is known for every instance before any
+            # generation (their average, as FLAML's avg_input_tokens), so the subsets compare what the configuration
+            # decides — its responses — with what the budget leaves for them, not the first prompts' lengths.
+            from hpo.search.ecooptigen import margin, subset_sizes, verdict
+
+            total = len(instances)
+            prompt_cost = sum(self.prompt_cost(by_instance[i][0][1]) for i in instances) / max(1, total)
+            left = budget.target - prompt_cost
+            done = 0
+            for size in subset_sizes(total) if total else []:
+                self._sample([r for i in instances[done:size] for r in by_instance[i]], outputs)
+                done = size
+                average = sum(self.instance_cost(i) - self.prompt_cost(by_instance[i][0][1]) for i in instances[:size])
+                average /= size
+                said = verdict(average, size, total, left) if left > 0 else "invalid"
+                self.checks.append(
+                    {
+                        "size": size,
+                        "of": total,
+                        "average_response_cost": round(average, 6),
+                        "response_budget": round(left, 6),
+                        "average_prompt_cost": round(prompt_cost, 6),
+                        "margin": round(margin(size, total), 6),
+                        "verdict": said,
+                    }
+                )
+                if said == "invalid":
+                    self.pruned_after = size  # the other instances are not sampled: their responses stay empty
+                    break
+                if said == "valid":
+                    rest = instances[size:]
+                    self._sample([r for i in rest for r in by_instance[i]], outputs)
+                    break
+            return outputs
+
+        def prompt_cost(self, prompt: list[int]) -> float:
+            """A prompt's cost (tokens, or money)."""
+            from hpo.search.ecooptigen import instance_cost
+
+            return instance_cost(len(prompt), [], budget.prices if budget is not None else None)
+
+        def instance_cost(self, instance: tuple[str, int]) -> float:
+            """An instance's inference cost so far: its prompt once and all its responses (tokens, or money)."""
+            from hpo.search.ecooptigen import instance_cost
+
+            used = self.usage[instance]
+            prices = budget.prices if budget is not None else None
+            return instance_cost(used["prompt_tokens"], [r["tokens"] for r in used["responses"]], prices)
+
+        def _sample(self, rows: list[Row], outputs: list[str]) -> None:
+            """Samples `rows` (request index, prompt, sampling, seed, instance) — or takes a response this worker
+            drew before for the same weights, settings, prompt and seed — and records each instance's usage."""
+            from hpo.generation import generate
+
+            groups: dict[Any, list[Row]] = {}
+            for entry in rows:
+                groups.setdefault(entry[2], []).append(entry)
+            for sampling, group in groups.items():
+                keys = [(self.weights, sampling, tuple(prompt), row_seed) for _, prompt, _, row_seed, _ in group]
                 known = {k: c for k in keys if (c := cache.response(k)) is not None}
-                todo = [(row, key) for row, key in zip(rows, keys, strict=True) if key not in known]
+                todo = [(entry, key) for entry, key in zip(group, keys, strict=True) if key not in known]
                 sampled = generate(
                     self.model,
                     self.tokenizer,
-                    [prompt for (_, prompt, _, _), _ in todo],
+                    [entry[1] for entry, _ in todo],
                     sampling,
-                    [row_seed for (_, _, row_seed, _), _ in todo],
+                    [entry[3] for entry, _ in todo],
                     batch_size=generation_batch_size,
                 )
                 for (_, key), completion in zip(todo, sampled, strict=True):
                     cache.keep_response(key, completion)
                     known[key] = completion
-                self.reused += len(rows) - len(todo)
+                self.reused += len(group) - len(todo)
                 self.sampled_tokens += sum(c.tokens for c in sampled)
-                completions = [known[key] for key in keys]
-                for (row, prompt, _, instance), completion in zip(rows, completions, strict=True):
+                for (row, prompt, _, _, instance), key in zip(group, keys, strict=True):
+                    completion = known[key]
                     outputs[row] = completion.text
                     used = self.usage.setdefault(instance, {"prompt_tokens": len(prompt), "responses": []})
                     used["responses"].append({"tokens": completion.tokens, "finish": completion.finish})
-            return outputs
 
     return LitGPTLM()
 

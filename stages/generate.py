@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, derive_seed
-from hpo.evaluation import evaluate, make_lm
+from hpo.evaluation import Budget, evaluate, make_lm
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
+from hpo.search.ecooptigen import region
 from hpo.trials.cache import pin_threads
 from hpo.utility import UTILITIES, utility
 
@@ -53,6 +54,7 @@ def generate(
     seed: int,
     eval_seed: int,
     root: Path = Path("."),
+    check_budget: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
     """Samples and scores the campaign's generate_until tasks with one trial's generation settings.
 
@@ -64,6 +66,8 @@ def generate(
         seed: seeds every response (with task, instance and response index).
         eval_seed: lm-eval's own seeds (few-shot sampling, random, numpy, torch).
         root: the workspace root (lm-eval reads relative data paths from it).
+        check_budget: with `generate.inference_budget`, check it on growing subsets (EcoOptiGen's rule 2); False
+            when rule 1 already knows the configuration's n is within budget.
 
     Returns:
         The metrics (`score`: the utility, mean over tasks), one record per instance, and what this process
@@ -74,7 +78,8 @@ def generate(
     Raises:
         ValueError: a task that is not generate_until, or that reports no `eval.metric` per response.
     """
-    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size)
+    budget = budget_of(settings) if check_budget else None
+    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget)
     tasks: dict[str, Any] = {}
 
     def configure(task: Any) -> None:
@@ -98,6 +103,8 @@ def generate(
         correct: list[list[bool]] = []
         answers: list[list[str]] = []
         for sample in results["samples"][name]:
+            if (name, int(sample["doc_id"])) not in lm.usage:
+                continue  # not sampled: rule 2 found the budget exceeded on the instances before it
             responses = list(sample["resps"][0])
             judged = []
             for response in responses:
@@ -124,21 +131,15 @@ def generate(
             )
         per_task[name] = {u: round(utility(u, correct, answers), 6) for u in UTILITIES}
     objective = sum(v[settings.utility] for v in per_task.values()) / len(per_task)
-    prompt_tokens = sum(r["prompt_tokens"] for r in records)
-    completion_tokens = sum(x["tokens"] for r in records for x in r["responses"])
+    inference_cost = sum(lm.instance_cost(instance) for instance in lm.usage)
+    pruned = lm.pruned_after is not None
     metrics = {
-        "state": "complete",
-        "score": round(objective, 6) if math.isfinite(objective) else None,
+        "state": "pruned" if pruned else "complete",
+        "score": None if pruned else round(objective, 6) if math.isfinite(objective) else None,
         "utility": settings.utility,
-        "tasks": per_task,
-        "cost": {
-            "instances": len(records),
-            "responses": sum(len(r["responses"]) for r in records),
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "tokens_per_instance": round((prompt_tokens + completion_tokens) / max(1, len(records)), 3),
-        },
+        "tasks": per_task,  # of a pruned trial: on the instances it sampled
+        "cost": cost(records, inference_cost),
+        "budget": budget_record(settings, lm.checks, valid=not pruned, checked=budget is not None),
         "generation": {
             **{k: v for k, v in settings.model_dump().items() if k not in ("stop_sets", "templates")},
             "until": gen_kwargs(settings).get("until", "task"),
@@ -152,7 +153,71 @@ def generate(
             "datasets": datasets,
         },
     }
+    if pruned:
+        last = lm.checks[-1]
+        metrics["reason"] = (
+            f"pruned by EcoOptiGen's rule 2: responses cost {last['average_response_cost']:.4g} per instance "
+            f"after {last['size']} of {last['of']} instances, over the {last['response_budget']:.4g} that the "
+            f"inference budget {settings.inference_budget:g} leaves after the prompts' "
+            f"{last['average_prompt_cost']:.4g} by more than the margin {last['margin']:.2%}"
+        )
+        metrics["partial_score"] = round(objective, 6)
     return metrics, records, {"reused_responses": lm.reused, "sampled_tokens": lm.sampled_tokens}
+
+
+def budget_of(settings: GenerateSection) -> Budget | None:
+    """The trial's inference budget B.i, or None when the campaign sets none."""
+    if settings.inference_budget is None:
+        return None
+    prices = settings.price_per_1k
+    return Budget(settings.inference_budget, (prices.input, prices.output) if prices else None)
+
+
+def budget_record(settings: GenerateSection, checks: list[dict[str, Any]], valid: bool, checked: bool) -> dict:
+    """What rule 1 learns from a trial (its region, max_new_tokens, n and whether it kept the budget) and how
+    rule 2 decided."""
+    return {
+        "inference_budget": settings.inference_budget,
+        "units": "money" if settings.price_per_1k else "tokens",
+        "region": list(region(settings.template, settings.stop)),
+        "max_new_tokens": settings.max_new_tokens,
+        "n": settings.n,
+        "valid": valid,
+        "checked": checked,
+        "checks": checks,
+    }
+
+
+def cost(records: list[dict[str, Any]], inference_cost: float) -> dict[str, Any]:
+    """A trial's cost: instances and responses sampled, their tokens, and the inference cost (tokens or money)."""
+    prompt_tokens = sum(r["prompt_tokens"] for r in records)
+    completion_tokens = sum(x["tokens"] for r in records for x in r["responses"])
+    return {
+        "instances": len(records),
+        "responses": sum(len(r["responses"]) for r in records),
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "tokens_per_instance": round((prompt_tokens + completion_tokens) / max(1, len(records)), 3),
+        "inference_cost": round(inference_cost, 6),
+    }
+
+
+def pruned_without_generation(settings: GenerateSection, reason: str) -> dict[str, Any]:
+    """The metrics of a trial that rule 1 pruned before it ran: nothing sampled, nothing spent."""
+    return {
+        "state": "pruned",
+        "score": None,
+        "reason": reason,
+        "utility": settings.utility,
+        "tasks": {},
+        "cost": cost([], 0.0),
+        "budget": budget_record(settings, [], valid=False, checked=False),
+        "generation": {
+            **{k: v for k, v in settings.model_dump().items() if k not in ("stop_sets", "templates")},
+            "until": gen_kwargs(settings).get("until", "task"),
+        },
+    }
 
 
 def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
@@ -165,14 +230,19 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     settings = params.trial_generate(record["params"])
     trial = paths.trial(trial_id)
     trial.dir.mkdir(parents=True, exist_ok=True)
-    metrics, records, spent = generate(
-        resolve_checkpoint(paths.base_model),
-        params.eval,
-        settings,
-        paths.tasks,
-        derive_seed(record["seeds"]["generate"], settings.generation_seed),
-        record["seeds"]["eval"],
-    )
+    decided = record.get("budget") or {}  # EcoOptiGen's rule 1, decided and recorded before the trial ran
+    if decided.get("decision") == "prune":
+        metrics, records, spent = pruned_without_generation(settings, decided["reason"]), [], {}
+    else:
+        metrics, records, spent = generate(
+            resolve_checkpoint(paths.base_model),
+            params.eval,
+            settings,
+            paths.tasks,
+            derive_seed(record["seeds"]["generate"], settings.generation_seed),
+            record["seeds"]["eval"],
+            check_budget=decided.get("decision") != "valid",
+        )
     with trial.responses.open("w") as f:
         for line in records:
             f.write(json.dumps(line, sort_keys=True) + "\n")

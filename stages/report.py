@@ -39,10 +39,22 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
         "warm_start_priors": int((table["state"] == "prior").sum()),
         "artefacts": artefacts(paths, params, best["trial"]) if best else None,
+        **(generation_spend(table, params) if params.campaign.kind == "generate" else {}),
     }
     (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_history(table, summary, params.eval.direction, paths.report / "history.png")
     return summary
+
+
+def generation_spend(table: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """A generation campaign's spend: pruned trials, tokens sampled, and the inference cost against B.o."""
+    return {
+        "pruned": int((table["state"] == "pruned").sum()),
+        "gen_tokens": int(table["gen_tokens"].fillna(0).sum()),
+        "inference_cost": plain(table["inference_cost"].fillna(0).sum()),
+        "optimization_budget": params.campaign.optimization_budget,
+        "inference_budget": params.generate.inference_budget,
+    }
 
 
 def objective(params: Params) -> str:

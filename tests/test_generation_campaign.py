@@ -20,7 +20,9 @@ from .test_e2e import _campaign, _dvc, _git
 
 pytestmark = pytest.mark.slow
 
-GEN_TRIALS = ("baseline", "t000", "t001", "t002")
+GEN_TRIALS = ("baseline", "t000", "t001", "t002", "t003", "t004")
+BUDGET = 75.0
+B_O = 4000.0  # tokens: the baseline alone spends ~1,400
 
 
 def _finetune_params(ws: Path) -> Path:
@@ -42,7 +44,8 @@ def _finetune_params(ws: Path) -> Path:
 def _generation_params(ws: Path) -> Path:
     raw = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
     e2e = yaml.safe_load((ROOT / "tests/params.e2e.yaml").read_text())
-    raw["campaign"].update({"name": "gen", "n_trials": 3, "n_init": 2})
+    raw["campaign"].update({"name": "gen", "n_trials": 5, "n_init": 2})
+    raw["generate"]["inference_budget"] = BUDGET  # tokens per instance: a prompt is ~55, so n × new tokens <= ~20
     raw["data"] = {**e2e["data"], "n_eval": 24}
     raw["model"] = {"checkpoint_dir": "campaigns/ft/trials/t000/merged"}
     path = ws / "gen.yaml"
@@ -50,58 +53,105 @@ def _generation_params(ws: Path) -> Path:
     return path
 
 
+def _budgeted_params(ws: Path) -> Path:
+    """The generation campaign again under another name, stopped by an optimisation budget (EcoOptiGen's B.o)."""
+    raw = yaml.safe_load(_generation_params(ws).read_text())
+    raw["campaign"].update({"name": "gen_bo", "n_trials": 6, "optimization_budget": B_O})
+    path = ws / "gen_bo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = make_workspace(tmp_path_factory.mktemp("gen") / "ws")
-    for params in (_finetune_params(ws), _generation_params(ws)):
+    for params in (_finetune_params(ws), _generation_params(ws), _budgeted_params(ws)):
         done = _campaign(ws, "run", "--params", params.name)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        (ws / f"{params.stem}.out").write_text(done.stdout)
     return ws
+
+
+def test_optimization_budget_stops_proposing(workspace: Path) -> None:
+    paths = CampaignPaths("gen_bo", workspace)
+    recorded = sorted(yaml.safe_load(paths.trials.read_text()))  # baseline, t000, t001, … in the order they ran
+    costs = [json.loads(paths.trial(t).metrics.read_text())["cost"]["inference_cost"] for t in recorded]
+    assert len(recorded) - 1 < 6, "stopped before n_trials"
+    assert sum(costs[:-1]) < B_O <= sum(costs), costs  # each proposal came while the spend was under B.o
+    assert (
+        f"stopped proposing: campaign.optimization_budget: {sum(costs):g} of {B_O:g} spent"
+        in (workspace / "gen_bo.out").read_text()
+    )
+    best = json.loads((paths.report / "best.json").read_text())
+    assert best["inference_cost"] == pytest.approx(sum(costs)) and best["optimization_budget"] == B_O
 
 
 def test_generation_trials_are_recorded_with_their_costs(workspace: Path) -> None:
     paths = CampaignPaths("gen", workspace)
     params = load_params(paths.params)
     recorded = yaml.safe_load(paths.trials.read_text())
+    states = {}
     for trial in GEN_TRIALS:
         out = paths.trial(trial)
         metrics = json.loads(out.metrics.read_text())
-        assert metrics["state"] == "complete" and 0.0 <= metrics["score"] <= 1.0
+        states[trial] = metrics["state"]
         assert not out.adapter.exists() and not out.merged.exists()  # a generation trial trains nothing
         lines = [json.loads(x) for x in out.responses.read_text().splitlines()]
         n = recorded[trial]["params"]["n"]
-        assert len(lines) == 24 and all(len(x["responses"]) == n for x in lines)
+        assert all(len(x["responses"]) == n for x in lines)
         cost = metrics["cost"]
-        assert cost["responses"] == 24 * n
+        assert cost["responses"] == len(lines) * n
         assert cost["completion_tokens"] == sum(r["tokens"] for x in lines for r in x["responses"])
         assert cost["prompt_tokens"] == sum(x["prompt_tokens"] for x in lines)
-        # the score is the success rate of the judged responses
-        rates = [1 - (1 - sum(r["correct"] for r in x["responses"]) / n) ** n for x in lines]
-        assert metrics["score"] == pytest.approx(sum(rates) / len(rates), abs=1e-6)
+        assert cost["inference_cost"] == cost["total_tokens"]  # no prices: the cost is in tokens
         max_new = recorded[trial]["params"]["max_new_tokens"]
         assert all(r["tokens"] <= max_new for x in lines for r in x["responses"])
+        budget = metrics["budget"]
+        assert (budget["n"], budget["max_new_tokens"], budget["valid"]) == (n, max_new, metrics["state"] == "complete")
+        decision = recorded[trial]["budget"]["decision"]  # EcoOptiGen's rule 1, recorded before the trial ran
+        if metrics["state"] == "complete":
+            assert len(lines) == 24 and 0.0 <= metrics["score"] <= 1.0
+            # the score is the success rate of the judged responses
+            rates = [1 - (1 - sum(r["correct"] for r in x["responses"]) / n) ** n for x in lines]
+            assert metrics["score"] == pytest.approx(sum(rates) / len(rates), abs=1e-6)
+        elif decision == "prune":  # rule 1: nothing sampled
+            assert lines == [] and "rule 1" in metrics["reason"] and metrics["score"] is None
+        else:  # rule 2: stopped on a subset, over the budget by more than the margin
+            last = budget["checks"][-1]
+            assert metrics["state"] == "pruned" and "rule 2" in metrics["reason"] and metrics["score"] is None
+            assert last["verdict"] == "invalid" and len(lines) == last["size"] < 24
+            assert last["average_response_cost"] > last["response_budget"] * (1 + last["margin"])
+            assert last["response_budget"] == pytest.approx(BUDGET - last["average_prompt_cost"], abs=1e-5)
+    assert "pruned" in states.values() and list(states.values()).count("complete") >= 2, states
     assert recorded["baseline"]["params"]["temperature"] == params.generate.temperature == 0.0
-    scores = [json.loads(paths.trial(t).metrics.read_text())["score"] for t in GEN_TRIALS]
-    assert max(scores) > 0 and len(set(scores)) > 1, scores  # the model answers, and the settings matter
     study = open_study(paths, params)
-    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3
+    finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    assert len(finished) == 5
+    pruned = [t for t in finished if t.state == optuna.trial.TrialState.PRUNED]
+    assert [t.user_attrs["trial_id"] for t in pruned] == [t for t, v in states.items() if v == "pruned"]
+    scores = [json.loads(paths.trial(t).metrics.read_text())["score"] for t in GEN_TRIALS if states[t] == "complete"]
+    assert max(scores) > 0 and len(set(scores)) > 1, scores  # the model answers, and the settings matter
     with (paths.report / "trials.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["trial"] for r in rows] == list(GEN_TRIALS)
     assert "gen_tokens" in rows[0] and "train_tokens" not in rows[0]
-    assert all(int(r["gen_tokens"]) > 0 for r in rows)
+    assert [r["state"] for r in rows] == list(states.values())
+    assert all(r["reason"].startswith("pruned by EcoOptiGen") for r in rows if r["state"] == "pruned")
     best = json.loads((paths.report / "best.json").read_text())
     assert best["metric"].startswith("mean success_rate of exact_match")
     assert best["artefacts"]["responses"].endswith("responses.jsonl")
+    assert best["pruned"] == list(states.values()).count("pruned") and best["inference_budget"] == BUDGET
+    assert best["inference_cost"] == sum(int(r["gen_tokens"]) for r in rows)
 
 
 def test_trace_shows_generation_settings_and_hashes(workspace: Path) -> None:
-    done = _campaign(workspace, "trace", "gen", "t001")
+    done = _campaign(workspace, "trace", "gen", "baseline")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     end = done.stdout.index("\n}\n") + 2
     manifest = json.loads(done.stdout[:end])
     assert manifest["generation"]["cost"]["total_tokens"] > 0 and manifest["generation"]["seed"] is not None
-    assert manifest["hashes"]["responses"]["md5"] and manifest["hashes"]["responses"]["stage"] == "generate@gen-t001"
+    assert manifest["hashes"]["responses"]["md5"]
+    assert manifest["hashes"]["responses"]["stage"] == "generate@gen-baseline"
     states = dict(line.split()[:2] for line in done.stdout[end:].splitlines() if line.strip())
     assert states == {"data": "ok", "base_model": "ok", "responses": "ok", "metrics": "ok", "eval_inputs": "ok"}
 

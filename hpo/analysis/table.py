@@ -1,9 +1,10 @@
 """The trials table: one row per trial of a campaign, the one view that report, status, compare and the HTML
 report all read.
 
-Columns: `trial`, `baseline`, `state` (complete, failed, running, or prior for a warm-start observation),
+Columns: `trial`, `baseline`, `state` (complete, failed, pruned, running, or prior for a warm-start observation),
 `score`, `params.<name>` for each hyperparameter, `train_tokens`, `val_loss` (fine-tuning trials), `gen_tokens`
-(generation trials: the prompt and response tokens the trial's sampling spent), `reason`, `warm_start_from`, and
+and `inference_cost` (generation trials: the prompt and response tokens the trial's sampling spent, and its
+cost in the budget's units: tokens, or money with prices), `reason`, `warm_start_from`, and
 `wall_seconds` (the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so
 the report keeps it out of `trials.csv`, which a rebuild reproduces byte for byte).
 """
@@ -18,10 +19,21 @@ from hpo.analysis.source import CampaignSource
 from hpo.record.files import plain
 from hpo.record.layout import BASELINE
 
-COLUMNS = ["trial", "baseline", "state", "score", "train_tokens", "val_loss", "gen_tokens", "reason", "warm_start_from"]
+COLUMNS = [
+    "trial",
+    "baseline",
+    "state",
+    "score",
+    "train_tokens",
+    "val_loss",
+    "gen_tokens",
+    "inference_cost",
+    "reason",
+    "warm_start_from",
+]
 # The columns of the other kind's costs, left out of a campaign's table (a fine-tuning campaign's trials.csv keeps
 # the columns it always had, so older records rebuild byte for byte).
-OTHER_KIND_COLUMNS = {"finetune": ["gen_tokens"], "generate": ["train_tokens", "val_loss"]}
+OTHER_KIND_COLUMNS = {"finetune": ["gen_tokens", "inference_cost"], "generate": ["train_tokens", "val_loss"]}
 
 
 def cost_column(table: pd.DataFrame) -> str:
@@ -54,6 +66,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "train_tokens": trained.get("tokens") if trained else None,
                 "val_loss": trained.get("val_loss") if trained else None,
                 "gen_tokens": (scored.get("cost") or {}).get("total_tokens") if scored else None,
+                "inference_cost": (scored.get("cost") or {}).get("inference_cost") if scored else None,
                 "reason": reason,
                 "warm_start_from": None,
                 "wall_seconds": lineage.get(trial, {}).get("wall_seconds"),
@@ -71,6 +84,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "train_tokens": None,
                 "val_loss": None,
                 "gen_tokens": None,
+                "inference_cost": None,
                 "reason": None,
                 "warm_start_from": prior["source"],
                 "wall_seconds": None,

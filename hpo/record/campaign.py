@@ -29,8 +29,9 @@ from hpo.record.dvc import repro
 from hpo.record.files import file_lock, read_json, read_yaml, records_lock
 from hpo.record.layout import BASELINE, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
-from hpo.record.records import record_failure, record_lineage, record_trial, start_campaign
+from hpo.record.records import read_trials, record_failure, record_lineage, record_trial, start_campaign
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
+from hpo.search.ecooptigen import Knowledge, region
 from hpo.search.proposers import ask, enqueue_design
 from hpo.search.warm_start import warm_start
 
@@ -44,7 +45,7 @@ COSTS = (
     "sampled_tokens",  # generation trials: response tokens sampled in this run
     "reused_responses",  # and responses reused from the worker's earlier trials (EcoOptiGen's rule 3)
 )
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
 
 
@@ -70,6 +71,7 @@ class Campaign:
         self.threads = params.trial_threads()
         self.lineage: dict[str, Any] = {}
         self._study: optuna.Study | None = None
+        self.stop_reason: str | None = None  # why proposing stopped before n_trials (the optimisation budget)
 
     @classmethod
     def start(cls, params_file: Path, root: Path = Path(".")) -> Campaign:
@@ -119,7 +121,8 @@ class Campaign:
         trial = Trial(BASELINE, self.params.baseline_values())
         trial.result = read_json(self.paths.trial(BASELINE).metrics)
         if trial.result is None:
-            record_trial(self.paths, BASELINE, trial.params, self.seeds, self.threads)
+            budget = self._rule1(trial.params)
+            record_trial(self.paths, BASELINE, trial.params, self.seeds, self.threads, budget)
             record_lineage(self.paths, BASELINE, self.lineage)
         return trial
 
@@ -136,7 +139,7 @@ class Campaign:
                 count = int(frozen.user_attrs.get("interrupted", 0)) + 1
                 study_trial.set_user_attr("interrupted", count)
                 # the stop may have come before the decision was recorded
-                record_trial(self.paths, tid, dict(frozen.params), self.seeds, self.threads)
+                record_trial(self.paths, tid, dict(frozen.params), self.seeds, self.threads, self._rule1(frozen.params))
                 record_lineage(self.paths, tid, {"interrupted": count})
                 trials.append(self._running(Trial(tid, dict(frozen.params), study_trial)))
         return trials
@@ -148,12 +151,17 @@ class Campaign:
             started = own_trials(self.study, (*FINISHED, optuna.trial.TrialState.RUNNING))
             if len(started) >= self.params.campaign.n_trials:
                 return None
+            spent = self.spent()
+            budget = self.params.campaign.optimization_budget
+            if budget is not None and spent >= budget:
+                self.stop_reason = f"campaign.optimization_budget: {spent:g} of {budget:g} spent"
+                return None
             study_trial = ask(self.study, self.params)
             claim(study_trial)
             tid = trial_id(study_trial.number)
             for key, value in {"trial_id": tid, "seeds": self.seeds, **self.lineage}.items():
                 study_trial.set_user_attr(key, value)
-            record_trial(self.paths, tid, study_trial.params, self.seeds, self.threads)
+            record_trial(self.paths, tid, study_trial.params, self.seeds, self.threads, self._rule1(study_trial.params))
             record_lineage(self.paths, tid, self.lineage)
         return self._running(Trial(tid, study_trial.params, study_trial))
 
@@ -177,11 +185,53 @@ class Campaign:
                 trial.study_trial.set_user_attr(key, value)
             if result["state"] == "complete":
                 self.study.tell(trial.study_trial, result["score"])
+            elif result["state"] == "pruned":  # EcoOptiGen: over the inference budget (rule 1 or 2)
+                trial.study_trial.set_user_attr("prune_reason", result.get("reason"))
+                checks = (result.get("budget") or {}).get("checks") or []
+                if result.get("partial_score") is not None and checks:
+                    trial.study_trial.report(result["partial_score"], step=checks[-1]["size"])
+                self.study.tell(trial.study_trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 trial.study_trial.set_user_attr("fail_reason", result["reason"])
                 self.study.tell(trial.study_trial, state=optuna.trial.TrialState.FAIL)
         trial.result = result
         return result
+
+    def _rule1(self, values: dict[str, Any]) -> dict[str, Any] | None:
+        """EcoOptiGen's rule 1 for a generation trial about to be recorded, from the trials finished so far:
+        `prune` (no generation), `valid` (no budget check) or `check` (rule 2 in the stage), with why; None when
+        the campaign has no inference budget."""
+        if self.params.campaign.kind != "generate" or self.params.generate.inference_budget is None:
+            return None
+        knowledge = Knowledge()
+        for tid in read_trials(self.paths):
+            learned = (read_json(self.paths.trial(tid).metrics) or {}).get("budget")
+            if learned:
+                knowledge.region(tuple(learned["region"])).learn(
+                    learned["max_new_tokens"], learned["n"], learned["valid"]
+                )
+        settings = self.params.trial_generate(values)
+        key = region(settings.template, settings.stop)
+        decision = knowledge.before(key, settings.max_new_tokens, settings.n)
+        known = knowledge.region(key)
+        reasons = {
+            "prune": f"pruned by EcoOptiGen's rule 1: n={settings.n} >= "
+            f"{known.min_invalid_n(settings.max_new_tokens)}, "
+            f"known over the inference budget at max_new_tokens <= {settings.max_new_tokens} (template "
+            f"{settings.template}, stop {settings.stop})",
+            "valid": f"n={settings.n} <= {known.max_valid_n(settings.max_new_tokens)}, known within the inference "
+            f"budget at max_new_tokens >= {settings.max_new_tokens}: no budget check",
+            "check": "no verdict known: checked on growing subsets (rule 2)",
+        }
+        return {"decision": decision, "reason": reasons[decision]}
+
+    def spent(self) -> float:
+        """The inference cost of the trials recorded so far (tokens, or money with prices): what counts against
+        `campaign.optimization_budget`."""
+        return sum(
+            float(((read_json(self.paths.trial(t).metrics) or {}).get("cost") or {}).get("inference_cost") or 0)
+            for t in read_trials(self.paths)
+        )
 
     def _failure(self, trial: str, err: Exception) -> dict[str, Any]:
         lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]

@@ -55,15 +55,25 @@ def lock_stable(value: Any) -> Any:
     return value
 
 
-def record_trial(paths: CampaignPaths, trial: str, params: dict[str, Any], seeds: dict[str, int], threads: int) -> None:
-    """Writes a trial's decision — hyperparameters, seeds and the torch CPU threads it computes with — and
+def record_trial(
+    paths: CampaignPaths,
+    trial: str,
+    params: dict[str, Any],
+    seeds: dict[str, int],
+    threads: int,
+    budget: dict[str, Any] | None = None,
+) -> None:
+    """Writes a trial's decision — hyperparameters, seeds, the torch CPU threads it computes with and, in a
+    generation campaign with an inference budget, EcoOptiGen's rule-1 verdict (`budget`) — and
     registers its stages for DVC, with the task folder its score depends on (`task_dir`: the frozen
     `eval.task_dir`, or `data/tasks`). A trial recorded before keeps its hyperparameters and threads (it is run
     again as it was)."""
     with records_lock(paths.root):
         trials = read_trials(paths)
-        recorded = trials.get(trial) or {"params": {k: lock_stable(v) for k, v in params.items()}}
+        recorded = trials.get(trial) or {"params": {k: lock_stable(v) for k, v in params.items()}, "budget": budget}
         trials[trial] = {"params": recorded["params"], "seeds": seeds, "threads": recorded.get("threads", threads)}
+        if recorded.get("budget"):  # a generation campaign's EcoOptiGen decision (rule 1), made before the trial ran
+            trials[trial]["budget"] = recorded["budget"]
         write_yaml(paths.trials, trials)
         registry = read_registry(paths.root)
         task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))

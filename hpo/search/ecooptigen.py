@@ -13,11 +13,15 @@ the tuning data is within B.i.
   A configuration whose n is at least the smallest known invalid n at its max_new_tokens is pruned without any
   generation; one whose n is at most the largest known valid n needs no check.
 - Rule 2 (growing subsets). Otherwise the configuration is evaluated on the first 1, 2, 4, … instances of the
-  tuning data; after each subset its average tokens per instance is compared with B.i: above B.i·(1 + margin) it
-  is invalid (stopped early), at most B.i·(1 − margin) it is valid (the rest of the check is skipped), in between
-  the subset doubles. The margin, 0.1·sqrt(ρ/size) with ρ = 1 − size/total (the finite-population factor of a
-  mean over a sample drawn without replacement: our reading of FLAML's 0.1·sqrt(ρ/size)), shrinks with the subset
-  and is 0 on the whole data, where the average is exact.
+  tuning data; after each subset the average cost of its responses per instance is compared with what B.i leaves
+  after the prompts' average cost over all the tuning data (known before any generation; FLAML's
+  `avg_input_tokens` and target output tokens): above it·(1 + margin) the configuration is invalid (stopped
+  early), at most it·(1 − margin) valid (the rest of the check is skipped), in between the subset doubles.
+  (Comparing whole instance costs instead let the first prompts' lengths decide: measured with
+  `bench/generation_pruning.py`, a first prompt 24 % longer than the average pruned two configurations whose
+  measured cost was within B.i, one of them the best feasible.) The margin, 0.1·sqrt(ρ/size) with
+  ρ = 1 − size/total (the finite-population factor of a mean over a sample drawn without replacement: our reading
+  of FLAML's 0.1·sqrt(ρ/size)), shrinks with the subset and is 0 on the whole data, where the average is exact.
 - Rule 3 (reuse). When n grows from a known valid n, the responses already drawn are reused: response j of an
   instance is seeded by (campaign seed, generation seed, task, instance, j), not by n, so responses 0..n₀−1 of a
   configuration with n > n₀ are those of the same configuration with n₀ (`hpo.evaluation` keeps them per worker).
@@ -77,6 +81,11 @@ class Knowledge:
         if n <= known.max_valid_n(max_tokens):
             return "valid"
         return "check"
+
+
+def region(template: str, stop: str) -> tuple[str, str]:
+    """A configuration's region in a campaign (one model): its prompt template and stop sequences by name."""
+    return (template, stop)
 
 
 def subset_sizes(total: int) -> list[int]:
