@@ -140,10 +140,7 @@ def generate(
         "tasks": per_task,  # of a pruned trial: on the instances it sampled
         "cost": cost(records, inference_cost),
         "budget": budget_record(settings, lm.checks, valid=not pruned, checked=budget is not None),
-        "generation": {
-            **{k: v for k, v in settings.model_dump().items() if k not in ("stop_sets", "templates")},
-            "until": gen_kwargs(settings).get("until", "task"),
-        },
+        "generation": settings_record(settings),
         "lm_eval": {
             "versions": dict(sorted({**dict.fromkeys(evaluation.tasks), **results.get("versions", {})}.items())),
             "metric": evaluation.metric,
@@ -163,6 +160,14 @@ def generate(
         )
         metrics["partial_score"] = round(objective, 6)
     return metrics, records, {"reused_responses": lm.reused, "sampled_tokens": lm.sampled_tokens}
+
+
+def settings_record(settings: GenerateSection) -> dict[str, Any]:
+    """The trial's generation settings as its metrics record them (the chosen stop strings, not every set)."""
+    return {
+        **{k: v for k, v in settings.model_dump().items() if k not in ("stop_sets", "templates")},
+        "until": gen_kwargs(settings).get("until", "task"),
+    }
 
 
 def budget_of(settings: GenerateSection) -> Budget | None:
@@ -213,10 +218,7 @@ def pruned_without_generation(settings: GenerateSection, reason: str) -> dict[st
         "tasks": {},
         "cost": cost([], 0.0),
         "budget": budget_record(settings, [], valid=False, checked=False),
-        "generation": {
-            **{k: v for k, v in settings.model_dump().items() if k not in ("stop_sets", "templates")},
-            "until": gen_kwargs(settings).get("until", "task"),
-        },
+        "generation": settings_record(settings),
     }
 
 

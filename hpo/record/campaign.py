@@ -151,9 +151,8 @@ class Campaign:
             started = own_trials(self.study, (*FINISHED, optuna.trial.TrialState.RUNNING))
             if len(started) >= self.params.campaign.n_trials:
                 return None
-            spent = self.spent()
             budget = self.params.campaign.optimization_budget
-            if budget is not None and spent >= budget:
+            if budget is not None and (spent := self.spent()) >= budget:
                 self.stop_reason = f"campaign.optimization_budget: {spent:g} of {budget:g} spent"
                 return None
             study_trial = ask(self.study, self.params)
