@@ -106,6 +106,7 @@ def commit(targets: list[str], root: Path = Path("."), backoff: tuple[float, ...
                 raise StageError(
                     f"dvc commit {' '.join(targets)}: still busy after {attempt + 1} attempts: {err}", transient=True
                 ) from err
+            print(f"dvc commit: {str(err).splitlines()[0]}; trying again in {wait:g} s", flush=True)
             time.sleep(wait)
         except DvcException as err:
             raise StageError(f"dvc commit {' '.join(targets)}: {err}", transient=False) from err
