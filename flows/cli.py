@@ -30,10 +30,11 @@ def run(
     params: Annotated[Path, typer.Option("--params", "-p", help="campaign params file")] = Path("params.yaml"),
 ) -> None:
     """Run (or resume) the campaign declared in a params file."""
+    from hpo.record.records import resolve_model_trial
     from hpo.validate import InputError, validate_inputs
 
     try:  # bad input stops here, before anything is written
-        validate_inputs(load_params(params))
+        validate_inputs(resolve_model_trial(load_params(params)))
     except (ParamsError, InputError) as err:
         raise _fail(str(err)) from None
     from flows.campaign import CampaignStopped, run_campaign

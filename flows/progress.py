@@ -99,9 +99,11 @@ class Progress:
         self.maximize = params.eval.direction == "maximize"
         self.best: tuple[float, str] | None = None
         self.baseline: float | None = None
-        self.baseline_is = (
-            "litgpt defaults" if params.campaign.kind == "finetune" else "the generate section's settings"
-        )
+        self.baseline_is = {
+            "finetune": "litgpt defaults",
+            "generate": "the generate section's settings",
+            "joint": "litgpt defaults and the generate section's settings",
+        }[params.campaign.kind]
 
     def show(self, trial: str, values: dict[str, Any], result: dict[str, Any]) -> None:
         score = result.get("score")

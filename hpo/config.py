@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hpo.search.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
 from hpo.textfile import TextFileError, read_text
@@ -53,6 +54,8 @@ GEN_TUNABLE = (
     "frequency_penalty",
     "generation_seed",
 )
+# What each kind of trial searches: a joint trial trains, merges, then generates with its own settings.
+KIND_TUNABLE = {"finetune": TUNABLE, "generate": GEN_TUNABLE, "joint": TUNABLE + GEN_TUNABLE}
 TASK_DEFAULT = "task"  # the stop set / template name that keeps the task's own `until` / `doc_to_text`
 
 
@@ -79,10 +82,11 @@ class CampaignSection(_Section):
     seed: int = Field(ge=0, lt=2**31)
     n_trials: int = Field(ge=1, description="proposed trials in all, design points included")
     n_init: int = Field(ge=0, description="Latin-hypercube design points, run first")
-    kind: Literal["finetune", "generate"] = Field(
+    kind: Literal["finetune", "generate", "joint"] = Field(
         default="finetune",
-        description="what a trial is: finetune (train_lora → merge_lora → score) or generate (generate → score "
-        "in one stage, on the base model)",
+        description="what a trial is: finetune (train_lora → merge_lora → score), generate (sample and score in "
+        "one stage, on the base model) or joint (train_lora → merge_lora → generate on the trial's own model, "
+        "LoRA and generation settings searched together)",
     )
     sampler: Literal["tpe", "gp", "skopt", "random", "qmc"] = "tpe"
     acquisition: Literal["EI", "PI", "LCB", "gp_hedge"] = "EI"
@@ -108,6 +112,16 @@ class CampaignSection(_Section):
         "(tokens, or money with generate.price_per_1k) add up to this",
     )
     storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
+
+    @property
+    def trains(self) -> bool:
+        """Whether a trial trains and merges a LoRA adapter (finetune, joint)."""
+        return self.kind in ("finetune", "joint")
+
+    @property
+    def generates(self) -> bool:
+        """Whether a trial samples with generation settings and scores their utility (generate, joint)."""
+        return self.kind in ("generate", "joint")
 
     @model_validator(mode="after")
     def _check_budget(self) -> CampaignSection:
@@ -153,11 +167,57 @@ class TinyModel(_Section):
         return self
 
 
+# A trial of an earlier campaign of the workspace: `<campaign>/<trial>`, or `<campaign>@best` (its report's best).
+TRIAL_REFERENCE = r"^[A-Za-z0-9_][A-Za-z0-9_.]*(@best|/[A-Za-z0-9_]+)$"
+
+
+def merged_model(reference: str) -> Path:
+    """Where a `<campaign>/<trial>` reference's merged model is, relative to the workspace."""
+    campaign, trial = reference.split("/")
+    return Path("campaigns") / campaign / "trials" / trial / "merged"
+
+
 class ModelSection(_Section):
-    """The base model: a litgpt checkpoint folder, or the tiny default built by the base_model stage."""
+    """The base model: a litgpt checkpoint folder, a trial of an earlier campaign (its merged model), or the tiny
+    default built by the base_model stage."""
 
     checkpoint_dir: Path | None = None
+    trial: str | None = Field(
+        default=None,
+        description="an earlier fine-tuning trial whose merged model is the base model: <campaign>/<trial> "
+        "(default/t007) or <campaign>@best (that campaign's best trial, resolved when the campaign starts)",
+    )
     tiny: TinyModel = TinyModel()
+
+    @field_validator("trial")
+    @classmethod
+    def _check_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(TRIAL_REFERENCE, value):
+            raise ValueError("<campaign>/<trial> (default/t007) or <campaign>@best")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trial_checkpoint(cls, raw: Any) -> Any:
+        # a named trial's checkpoint is its merged model: filled in, so every reader of checkpoint_dir finds it
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("trial"), str)
+            or not re.match(TRIAL_REFERENCE, raw["trial"])
+        ):
+            return raw
+        given = raw.get("checkpoint_dir")
+        if raw["trial"].endswith("@best") or "/" not in raw["trial"]:
+            if given is not None:
+                raise ValueError(f"trial {raw['trial']!r} and checkpoint_dir {given} are both set; expected one")
+            return raw
+        derived = merged_model(raw["trial"])
+        if given is not None and Path(given) != derived:
+            raise ValueError(
+                f"trial {raw['trial']!r} and checkpoint_dir {given} are both set; expected one (that trial's model "
+                f"is {derived})"
+            )
+        return {**raw, "checkpoint_dir": str(derived)}
 
 
 class TrainSection(_Section):
@@ -269,15 +329,15 @@ class Params(_Section):
         if not isinstance(raw, dict) or not isinstance(raw.get("space"), dict):
             return raw
         kind = (raw.get("campaign") or {}).get("kind", "finetune") if isinstance(raw.get("campaign"), dict) else None
-        if kind not in ("finetune", "generate"):
+        if kind not in KIND_TUNABLE:
             return raw  # campaign.kind's own check names it
-        tunable = GEN_TUNABLE if kind == "generate" else TUNABLE
+        tunable = KIND_TUNABLE[kind]
         for name in raw["space"]:
             if name not in tunable:
                 other = (
-                    " (a generation setting: campaign.kind generate)"
+                    " (a generation setting: campaign.kind generate or joint)"
                     if name in GEN_TUNABLE
-                    else " (a LoRA setting: campaign.kind finetune)"
+                    else " (a LoRA setting: campaign.kind finetune or joint)"
                     if name in TUNABLE
                     else ""
                 )
@@ -289,13 +349,13 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _check_model_source(self) -> Params:
-        if self.model.checkpoint_dir is None and self.data.corpus is None:
+        if self.model.checkpoint_dir is None and self.model.trial is None and self.data.corpus is None:
             raise ValueError("data.corpus: missing; the tiny base model (model.checkpoint_dir: null) needs a corpus")
         return self
 
     @model_validator(mode="after")
     def _check_tiny_model_limits(self) -> Params:
-        if self.model.checkpoint_dir is None:  # a checkpoint's limits are checked against its files (hpo.validate)
+        if self.model.checkpoint_dir is None and self.model.trial is None:  # a checkpoint's: against its files
             self.check_model_limits(self.model.tiny.n_embd, self.model.tiny.block_size, "model.tiny")
         return self
 
@@ -331,10 +391,10 @@ class Params(_Section):
     @model_validator(mode="after")
     def _check_space_fits_settings(self) -> Params:
         # Each end of every dimension must be a valid setting (an int field needs an int dimension).
-        generation = self.campaign.kind == "generate"
-        section = GenerateSection if generation else TrainSection
-        settings = self.trial_generate if generation else self.trial_train
         for name, dim in self.space.items():
+            generation = name in GEN_TUNABLE
+            section = GenerateSection if generation else TrainSection
+            settings = self.trial_generate if generation else self.trial_train
             if isinstance(dim, FloatDimension) and section.model_fields[name].annotation in (int, int | None):
                 raise ValueError(f"space.{name}: {name} is an integer setting; expected type: int")
             values = dim.choices if isinstance(dim, CategoricalDimension) else [dim.low, dim.high]
@@ -347,16 +407,20 @@ class Params(_Section):
         return self
 
     def trial_train(self, values: dict[str, Any]) -> TrainSection:
-        """The training settings of one trial: the fixed ones with the trial's values applied."""
-        return TrainSection.model_validate({**self.train.model_dump(), **values})
+        """The training settings of one trial: the fixed ones with the trial's LoRA values applied."""
+        return TrainSection.model_validate(
+            {**self.train.model_dump(), **{k: v for k, v in values.items() if k not in GEN_TUNABLE}}
+        )
 
     def trial_generate(self, values: dict[str, Any]) -> GenerateSection:
-        """The generation settings of one trial: the fixed ones with the trial's values applied."""
-        return GenerateSection.model_validate({**self.generate.model_dump(), **values})
+        """The generation settings of one trial: the fixed ones with the trial's generation values applied."""
+        return GenerateSection.model_validate(
+            {**self.generate.model_dump(), **{k: v for k, v in values.items() if k not in TUNABLE}}
+        )
 
     def seeds(self) -> dict[str, int]:
         """The seeds every trial records, each derived from the campaign seed."""
-        names = ("sampler", "design", "train", "eval") + (("generate",) if self.campaign.kind == "generate" else ())
+        names = ("sampler", "design", "train", "eval") + (("generate",) if self.campaign.generates else ())
         return {name: derive_seed(self.campaign.seed, name) for name in names}
 
     def trial_threads(self) -> int:
@@ -366,12 +430,13 @@ class Params(_Section):
 
     def baseline_values(self) -> dict[str, Any]:
         """The searched hyperparameters at litgpt's defaults (global batch 16), for the baseline trial; in a
-        generation campaign, at the `generate` section's settings (the default settings, for comparison)."""
-        if self.campaign.kind == "generate":
-            return {name: getattr(self.generate, name) for name in self.space}
+        generation campaign, at the `generate` section's settings (the default settings, for comparison); a joint
+        campaign's baseline is both."""
         values: dict[str, Any] = {}
         for name in self.space:
-            if name == "gradient_accumulation":
+            if name in GEN_TUNABLE:
+                values[name] = getattr(self.generate, name)
+            elif name == "gradient_accumulation":
                 values[name] = max(1, LITGPT_LORA_DEFAULTS["global_batch_size"] // self.train.micro_batch_size)
             elif name in LITGPT_LORA_DEFAULTS:
                 values[name] = LITGPT_LORA_DEFAULTS[name]

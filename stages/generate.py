@@ -237,7 +237,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
         metrics, records, spent = pruned_without_generation(settings, decided["reason"]), [], {}
     else:
         metrics, records, spent = generate(
-            resolve_checkpoint(paths.base_model),
+            trial.merged if params.campaign.trains else resolve_checkpoint(paths.base_model),  # joint: its own
             params.eval,
             settings,
             paths.tasks,

@@ -39,7 +39,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
         "warm_start_priors": int((table["state"] == "prior").sum()),
         "artefacts": artefacts(paths, params, best["trial"]) if best else None,
-        **(generation_spend(table, params) if params.campaign.kind == "generate" else {}),
+        **(generation_spend(table, params) if params.campaign.generates else {}),
     }
     (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_history(table, summary, params.eval.direction, paths.report / "history.png")
@@ -60,7 +60,7 @@ def generation_spend(table: pd.DataFrame, params: Params) -> dict[str, Any]:
 def objective(params: Params) -> str:
     """What the score is, in words."""
     tasks = ", ".join(params.eval.tasks)
-    if params.campaign.kind == "generate":
+    if params.campaign.generates:
         n = params.generate.n if "n" not in params.space else "n"
         return f"mean {params.generate.utility} of {params.eval.metric} over {n} responses per instance, {tasks}"
     return f"mean {params.eval.metric} over {tasks}"
@@ -69,9 +69,10 @@ def objective(params: Params) -> str:
 def artefacts(paths: CampaignPaths, params: Params, trial: str) -> dict[str, str]:
     """Where a trial's outputs are: adapter and merged model (fine-tuning), responses (generation), metrics."""
     out = paths.trial(trial)
-    if params.campaign.kind == "generate":
-        return {"responses": str(out.responses), "metrics": str(out.metrics)}
-    return {"adapter": str(out.adapter), "merged": str(out.merged), "metrics": str(out.metrics)}
+    found = {"adapter": str(out.adapter), "merged": str(out.merged)} if params.campaign.trains else {}
+    if params.campaign.generates:
+        found["responses"] = str(out.responses)
+    return {**found, "metrics": str(out.metrics)}
 
 
 def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, path: Path) -> None:

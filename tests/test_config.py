@@ -232,6 +232,51 @@ def test_generation_campaign_bad_values(tmp_path: Path, change: dict, expected: 
     assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
+JOINT_BAD = [
+    ({"space.top_k": {"type": "int", "low": 0, "high": 5}}, "space.top_k: value 0 is not a valid top_k"),
+    ({"space.lora_r": {"type": "int", "low": 0, "high": 4}}, "space.lora_r: value 0 is not a valid lora_r"),
+    (
+        {"space.model_name": {"type": "int", "low": 1, "high": 4}},
+        "space.model_name: unknown hyperparameter for a joint",
+    ),
+    ({"model.trial": "default"}, "model.trial: got 'default'"),
+    ({"model.trial": "default/t003", "model.checkpoint_dir": "elsewhere"}, "both set; expected one"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), JOINT_BAD, ids=[b[1][:40] for b in JOINT_BAD])
+def test_joint_campaign_bad_values(tmp_path: Path, change: dict, expected: str) -> None:
+    path = _with(tmp_path, change, base="params.joint.yaml")
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_joint_trial_settings_split_between_training_and_generation() -> None:
+    params = load_params(ROOT / "params.joint.yaml")
+    assert (params.campaign.trains, params.campaign.generates) == (True, True)
+    values = {"learning_rate": 0.01, "lora_r": 4, "temperature": 0.7, "n": 3}
+    train, settings = params.trial_train(values), params.trial_generate(values)
+    assert (train.learning_rate, train.lora_r, settings.temperature, settings.n) == (0.01, 4, 0.7, 3)
+    baseline = params.baseline_values()
+    assert (baseline["learning_rate"], baseline["lora_r"]) == (LITGPT_LORA_DEFAULTS["learning_rate"], 8)
+    assert baseline["temperature"] == 0.0 and baseline["n"] == 1  # the generate section's settings
+    assert set(params.seeds()) == {"sampler", "design", "train", "eval", "generate"}
+
+
+def test_a_named_trial_is_the_base_model(tmp_path: Path) -> None:
+    params = load_params(
+        _with(
+            tmp_path, {"model.trial": "default/t007"}, remove=("model.checkpoint_dir",), base="params.generation.yaml"
+        )
+    )
+    assert params.model.checkpoint_dir == Path("campaigns/default/trials/t007/merged")
+    # the frozen record (both keys, consistent) loads again
+    frozen = tmp_path / "frozen.yaml"
+    frozen.write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    assert load_params(frozen).model == params.model
+
+
 def test_generation_baseline_is_the_generate_sections_settings() -> None:
     params = load_params(ROOT / "params.generation.yaml")
     assert params.campaign.kind == "generate"

@@ -1,5 +1,6 @@
-"""End to end: a generation campaign (campaign.kind: generate) on a model fine-tuned by a fine-tuning campaign of the
-same workspace, through the Prefect flow, warm workers and DVC; then a clean clone rebuilds both campaigns."""
+"""End to end: a generation campaign (campaign.kind: generate) on the best trial of a fine-tuning campaign of the
+same workspace (`model.trial: ft@best`), and a joint campaign (LoRA and generation settings together), through the
+Prefect flow, warm workers and DVC; then a clean clone rebuilds every campaign."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _generation_params(ws: Path) -> Path:
     raw["campaign"].update({"name": "gen", "n_trials": 5, "n_init": 2})
     raw["generate"]["inference_budget"] = BUDGET  # tokens per instance: a prompt is ~55, so n × new tokens <= ~20
     raw["data"] = {**e2e["data"], "n_eval": 24}
-    raw["model"] = {"checkpoint_dir": "campaigns/ft/trials/t000/merged"}
+    raw["model"] = {"trial": "ft@best"}  # resolved when the campaign starts: ft/t000
     path = ws / "gen.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -62,10 +63,23 @@ def _budgeted_params(ws: Path) -> Path:
     return path
 
 
+def _joint_params(ws: Path) -> Path:
+    """The shipped joint campaign on the test's tiny model and data: 2 design points, each trains and generates."""
+    raw = yaml.safe_load((ROOT / "params.joint.yaml").read_text())
+    ft = yaml.safe_load(_finetune_params(ws).read_text())
+    raw["campaign"].update({"name": "jnt", "n_trials": 2, "n_init": 2, "baseline": False})
+    raw["space"].update(ft["space"])  # the LoRA region where 80 steps teach the tiny model to answer
+    raw["space"]["n"]["high"] = 4
+    raw["data"], raw["model"], raw["train"] = ft["data"], ft["model"], ft["train"]
+    path = ws / "jnt.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = make_workspace(tmp_path_factory.mktemp("gen") / "ws")
-    for params in (_finetune_params(ws), _generation_params(ws), _budgeted_params(ws)):
+    for params in (_finetune_params(ws), _generation_params(ws), _budgeted_params(ws), _joint_params(ws)):
         done = _campaign(ws, "run", "--params", params.name)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         (ws / f"{params.stem}.out").write_text(done.stdout)
@@ -144,16 +158,56 @@ def test_generation_trials_are_recorded_with_their_costs(workspace: Path) -> Non
     assert best["inference_cost"] == sum(int(r["gen_tokens"]) for r in rows)
 
 
-def test_trace_shows_generation_settings_and_hashes(workspace: Path) -> None:
-    done = _campaign(workspace, "trace", "gen", "baseline")
+def _trace(ws: Path, campaign: str, trial: str) -> tuple[dict, dict[str, str]]:
+    """`campaign trace`: the manifest, and each artefact's state on disk."""
+    done = _campaign(ws, "trace", campaign, trial)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     end = done.stdout.index("\n}\n") + 2
-    manifest = json.loads(done.stdout[:end])
+    states = dict(line.split()[:2] for line in done.stdout[end:].splitlines() if line.strip())
+    return json.loads(done.stdout[:end]), states
+
+
+def test_trace_shows_generation_settings_hashes_and_the_base_models_trial(workspace: Path) -> None:
+    manifest, states = _trace(workspace, "gen", "baseline")
     assert manifest["generation"]["cost"]["total_tokens"] > 0 and manifest["generation"]["seed"] is not None
     assert manifest["hashes"]["responses"]["md5"]
     assert manifest["hashes"]["responses"]["stage"] == "generate@gen-baseline"
-    states = dict(line.split()[:2] for line in done.stdout[end:].splitlines() if line.strip())
     assert states == {"data": "ok", "base_model": "ok", "responses": "ok", "metrics": "ok", "eval_inputs": "ok"}
+    # `model.trial: ft@best` was recorded as the trial it named then, whose own lineage the trace carries
+    assert load_params(CampaignPaths("gen", workspace).params).model.trial == "ft/t000"
+    source = manifest["base_model_from"]
+    assert (source["campaign"], source["trial"], source["state"]) == ("ft", "t000", "complete")
+    assert source["hashes"]["merged"]["md5"] and source["training"]["max_steps"] == 80
+
+
+def test_joint_trials_train_then_generate_on_their_own_model(workspace: Path) -> None:
+    paths = CampaignPaths("jnt", workspace)
+    recorded = yaml.safe_load(paths.trials.read_text())
+    assert sorted(recorded) == ["t000", "t001"]
+    lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
+    for trial in recorded:
+        out = paths.trial(trial)
+        metrics, trained = json.loads(out.metrics.read_text()), json.loads(out.train_metrics.read_text())
+        assert metrics["state"] == "complete" and 0.0 <= metrics["score"] <= 1.0
+        assert trained["tokens"] > 0 and (out.merged / "lit_model.pth").is_file()
+        n = recorded[trial]["params"]["n"]
+        assert metrics["generation"]["n"] == n and metrics["generation"]["temperature"] == pytest.approx(
+            recorded[trial]["params"]["temperature"]
+        )
+        assert all(len(json.loads(x)["responses"]) == n for x in out.responses.read_text().splitlines())
+        deps = [d["path"] for d in lock[f"generate@jnt-{trial}"]["deps"]]
+        assert f"campaigns/jnt/trials/{trial}/merged" in deps and "campaigns/jnt/base_model" not in deps
+        assert f"score@jnt-{trial}" not in lock  # a joint trial's score is its generation's
+    with (paths.report / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {"train_tokens", "val_loss", "gen_tokens", "params.learning_rate", "params.n"} <= set(rows[0])
+    manifest, states = _trace(workspace, "jnt", "t001")
+    assert manifest["training"]["max_steps"] == 80 and manifest["generation"]["cost"]["total_tokens"] > 0
+    assert states == dict.fromkeys(
+        ("data", "base_model", "adapter", "train_metrics", "merged", "responses", "metrics", "eval_inputs"), "ok"
+    )
+    best = json.loads((paths.report / "best.json").read_text())
+    assert set(best["artefacts"]) == {"adapter", "merged", "responses", "metrics"}
 
 
 def test_dvc_is_clean_then_a_clean_clone_rebuilds_both_campaigns(workspace: Path, tmp_path: Path) -> None:
@@ -167,8 +221,9 @@ def test_dvc_is_clean_then_a_clean_clone_rebuilds_both_campaigns(workspace: Path
     assert not (clone / "campaigns/gen/trials/t000/responses.jsonl").exists()
     out = _dvc(clone, "repro", "-f")
     assert out.index("Running stage 'merge_lora@ft-t000'") < out.index("Running stage 'generate@gen-t000'")
+    assert out.index("Running stage 'merge_lora@jnt-t001'") < out.index("Running stage 'generate@jnt-t001'")
     assert _git(clone, "status", "--porcelain") == "", _git(clone, "diff", "--stat")
-    for trial in GEN_TRIALS:
-        path = f"campaigns/gen/trials/{trial}/responses.jsonl"
+    for trial in [f"gen/trials/{t}" for t in GEN_TRIALS] + ["jnt/trials/t000", "jnt/trials/t001"]:
+        path = f"campaigns/{trial}/responses.jsonl"
         assert (clone / path).read_bytes() == (workspace / path).read_bytes()
     assert "Data and pipelines are up to date." in _dvc(clone, "status")

@@ -12,6 +12,8 @@ from dvc.utils.serialize import modify_yaml
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import lock_stable, read_trials, record_trial
 
+from .conftest import ROOT
+
 
 def _after_lock_rewrites(value: float, lock: Path, rewrites: int = 10) -> float:
     """`value` as a stage's parameter in dvc.lock after DVC rewrote the file `rewrites` times (ruamel's round
@@ -96,3 +98,58 @@ def test_commit_waits_for_a_busy_output_lock_instead_of_failing(
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     assert [o["path"] for o in lock["stages"]["s"]["outs"]] == ["trials/b.txt"]
     assert lock["stages"]["s"]["outs"][0]["md5"] == "60b725f10c9c85c70d97880dfe8191b3"
+
+
+def _source_campaign(root: Path, kind: str = "finetune") -> None:
+    """A hand-built record of a campaign `src`: t000 complete (its report's best), t001 running, t002 failed."""
+    from hpo.record.files import write_yaml
+
+    paths = CampaignPaths("src", root)
+    write_yaml(paths.params, {"campaign": {"name": "src", "kind": kind}})
+    write_yaml(paths.trials, {t: {"params": {}} for t in ("t000", "t001", "t002")})
+    write_yaml(paths.failures, {"t002": "RuntimeError: boom"})
+    paths.trial("t000").dir.mkdir(parents=True)
+    paths.trial("t000").metrics.write_text('{"state": "complete", "score": 0.5}')
+    paths.report.mkdir(parents=True)
+    (paths.report / "best.json").write_text('{"best": {"trial": "t000", "score": 0.5}}')
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("src@best", "src/t000"),
+        ("src/t000", "src/t000"),
+        ("src/t001", "model.trial: src/t001 is not complete (state: running)"),
+        ("src/t002", "model.trial: src/t002 is not complete"),
+        ("src/t009", "model.trial: campaign 'src' has no trial 't009'"),
+        ("other@best", "model.trial: no campaign 'other'"),
+        ("generation@best", "model.trial: 'generation@best' names this campaign"),
+    ],
+)
+def test_a_model_trial_resolves_to_one_complete_trial(tmp_path: Path, reference: str, expected: str) -> None:
+    from hpo.config import Params, ParamsError
+    from hpo.record.records import resolve_model_trial
+
+    _source_campaign(tmp_path)
+    raw = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
+    raw["model"] = {"trial": reference}
+    params = Params.model_validate(raw)
+    if "/" in expected and " " not in expected:
+        resolved = resolve_model_trial(params, tmp_path)
+        assert resolved.model.trial == expected
+        assert resolved.model.checkpoint_dir == Path(f"campaigns/{expected.replace('/', '/trials/')}/merged")
+        return
+    with pytest.raises(ParamsError) as err:
+        resolve_model_trial(params, tmp_path)
+    assert str(err.value).startswith(expected), str(err.value)
+
+
+def test_a_generation_campaigns_trial_is_no_model(tmp_path: Path) -> None:
+    from hpo.config import Params, ParamsError
+    from hpo.record.records import resolve_model_trial
+
+    _source_campaign(tmp_path, kind="generate")
+    raw = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
+    raw["model"] = {"trial": "src@best"}
+    with pytest.raises(ParamsError, match="is a generate campaign, whose trials train no model"):
+        resolve_model_trial(Params.model_validate(raw), tmp_path)

@@ -195,19 +195,21 @@ def _dvc(ws: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
 
 
 def test_a_registry_written_by_older_code_gets_the_task_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Trial entries without `task_dir` and a registry without the `generations` section (the legacy record) make
-    dvc.yaml unparsable; registering the campaign again (as `campaign run` does) writes both."""
+    """Trial entries without `task_dir` and a registry without the `adapters` and `generations` sections (the legacy
+    record) make dvc.yaml unparsable; registering the campaign again (as `campaign run` does) writes them all: its
+    fine-tuning trials train and merge (`adapters`) as they did."""
     ws = make_workspace(tmp_path / "ws")
     shutil.copytree(ROOT / "tests/fixtures/legacy", ws, dirs_exist_ok=True)
     monkeypatch.chdir(ws)
     failed = _dvc(ws, "status", ok=False)
-    assert failed.returncode != 0 and "Could not find 'generations'" in failed.stderr + failed.stdout
+    assert failed.returncode != 0 and "Could not find '" in failed.stderr + failed.stdout
     assert all(e["task_dir"] == "data/tasks" for e in read_registry(ws)["trials"].values())
     paths = CampaignPaths("legacy", ws)
     register_campaign(paths, load_params(paths.params))
     written = yaml.safe_load((ws / "campaigns/registry.yaml").read_text())
     assert [e["task_dir"] for e in written["trials"].values()] == ["data/tasks"] * 3
     assert written["generations"] == {}
+    assert written["adapters"] == written["trials"]
     _dvc(ws, "status")  # parses again (its stages are stale: the record has no artefacts)
 
 

@@ -33,7 +33,11 @@ COLUMNS = [
 ]
 # The columns of the other kind's costs, left out of a campaign's table (a fine-tuning campaign's trials.csv keeps
 # the columns it always had, so older records rebuild byte for byte).
-OTHER_KIND_COLUMNS = {"finetune": ["gen_tokens", "inference_cost"], "generate": ["train_tokens", "val_loss"]}
+OTHER_KIND_COLUMNS = {
+    "finetune": ["gen_tokens", "inference_cost"],
+    "generate": ["train_tokens", "val_loss"],
+    "joint": [],  # a joint trial trains, then generates: both costs
+}
 
 
 def cost_column(table: pd.DataFrame) -> str:

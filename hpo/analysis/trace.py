@@ -17,7 +17,7 @@ from typing import Any
 from hpo.analysis.source import CampaignSource
 from hpo.record.files import read_json, read_yaml
 from hpo.record.layout import CampaignPaths
-from hpo.record.records import REGISTRY_SECTIONS, SCORE_STAGE, campaign_kind, read_registry, read_trial, stage_key
+from hpo.record.records import SCORE_SECTION, SCORE_STAGE, campaign_kind, read_registry, read_trial, stage_key
 from hpo.tasks import changed_inputs, score_input_deps, task_dir_dep
 
 ARTEFACTS = {
@@ -39,6 +39,12 @@ GENERATION_ARTEFACTS = {
     "metrics": ("generate@{k}", "campaigns/{c}/trials/{t}/metrics.json"),
     "eval_inputs": ("generate@{k}", "campaigns/{c}/trials/{t}/metrics.json:lm_eval.inputs"),
 }
+# A joint trial: the fine-tuning trial's adapter and merged model, then the generation trial's responses on it.
+JOINT_ARTEFACTS = {
+    **{k: ARTEFACTS[k] for k in ("data", "base_model", "adapter", "train_metrics", "merged")},
+    **{k: GENERATION_ARTEFACTS[k] for k in ("responses", "metrics", "eval_inputs")},
+}
+KIND_ARTEFACTS = {"finetune": ARTEFACTS, "generate": GENERATION_ARTEFACTS, "joint": JOINT_ARTEFACTS}
 
 
 def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]:
@@ -46,8 +52,7 @@ def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]
     source = CampaignSource(paths.name, root=paths.root)
     names = {"c": paths.name, "t": trial, "k": stage_key(paths.name, trial)}
     hashes: dict[str, dict[str, Any]] = {}
-    artefacts = GENERATION_ARTEFACTS if campaign_kind(paths) == "generate" else ARTEFACTS
-    for artefact, (stage_tpl, path_tpl) in artefacts.items():
+    for artefact, (stage_tpl, path_tpl) in KIND_ARTEFACTS[campaign_kind(paths)].items():
         stage, path = stage_tpl.format(**names), path_tpl.format(**names)
         hashes[artefact] = {"stage": stage, "path": path, "md5": source.locked_md5(stage, path)}
     return hashes
@@ -82,6 +87,7 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
         "libraries": attrs.get("libraries"),
         "content_hashes": {"data": attrs.get("data_hash"), "base_model": attrs.get("base_model_hash")},
         "hashes": locked_hashes(paths, trial),
+        **_model_source(paths, params),
         **_settings(params, record["params"], trained, scored),
         "evaluation": {
             "tasks": {t: (lm_eval.get("versions") or {}).get(t) for t in params.eval.tasks},
@@ -113,20 +119,32 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     }
 
 
+def _model_source(paths: CampaignPaths, params: Any) -> dict[str, Any]:
+    """The lineage of a base model that is an earlier campaign's trial (`model.trial`): that trial's own manifest,
+    so a chain of campaigns traces back to the first one's data, code and seeds."""
+    if params.model.trial is None:
+        return {}
+    campaign, trial = params.model.trial.split("/")
+    return {"base_model_from": manifest(CampaignPaths(campaign, paths.root), trial)}
+
+
 def _settings(params: Any, values: dict[str, Any], trained: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
-    """The trial's training settings (fine-tuning) or its generation settings, seed and token costs (generation)."""
-    if params.campaign.kind == "generate":
+    """The trial's training settings (fine-tuning), its generation settings, seed and token costs (generation), or
+    both (joint)."""
+    settings: dict[str, Any] = {}
+    if params.campaign.generates:
         lm_eval = scored.get("lm_eval", {})
-        return {
-            "generation": {
-                **(scored.get("generation") or params.trial_generate(values).model_dump()),
-                "seed": lm_eval.get("generation_seed"),
-                "batch_size": lm_eval.get("generation_batch_size"),
-                "cost": scored.get("cost"),
-            }
+        settings["generation"] = {
+            **(scored.get("generation") or params.trial_generate(values).model_dump()),
+            "seed": lm_eval.get("generation_seed"),
+            "batch_size": lm_eval.get("generation_batch_size"),
+            "cost": scored.get("cost"),
         }
+    if not params.campaign.trains:
+        return settings
     train = params.trial_train(values)
     return {
+        **settings,
         "training": {
             "precision": train.precision,
             "micro_batch_size": train.micro_batch_size,
@@ -134,7 +152,7 @@ def _settings(params: Any, values: dict[str, Any], trained: dict[str, Any], scor
             "max_steps": train.max_steps,
             "tokens_seen": trained.get("tokens"),
             "prompt_style": train.prompt_style,
-        }
+        },
     }
 
 
@@ -186,6 +204,6 @@ def check(paths: CampaignPaths, trial: str) -> dict[str, str]:
 
 def _task_dir(paths: CampaignPaths, trial: str) -> str:
     """The task folder a trial's score stage depends on (the registry's `task_dir`)."""
-    section = REGISTRY_SECTIONS[campaign_kind(paths)]
+    section = SCORE_SECTION[SCORE_STAGE[campaign_kind(paths)]]
     entry = read_registry(paths.root)[section].get(stage_key(paths.name, trial)) or {}
     return entry.get("task_dir") or task_dir_dep(read_yaml(paths.params, {}).get("eval", {}).get("task_dir"))

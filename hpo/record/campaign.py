@@ -200,8 +200,14 @@ class Campaign:
         """EcoOptiGen's rule 1 for a generation trial about to be recorded, from the trials finished so far:
         `prune` (no generation), `valid` (no budget check) or `check` (rule 2 in the stage), with why; None when
         the campaign has no inference budget."""
-        if self.params.campaign.kind != "generate" or self.params.generate.inference_budget is None:
+        if not self.params.campaign.generates or self.params.generate.inference_budget is None:
             return None
+        if self.params.campaign.trains:  # Assumption 3.1 holds per model, and each joint trial has its own
+            return {
+                "decision": "check",
+                "reason": "a joint trial samples from its own fine-tuned model, of which "
+                "nothing is known: checked on growing subsets (rule 2)",
+            }
         knowledge = Knowledge()
         for tid in read_trials(self.paths):
             learned = (read_json(self.paths.trial(tid).metrics) or {}).get("budget")

@@ -11,15 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpo.config import Params, ParamsError, load_params
-from hpo.record.files import read_yaml, records_lock, write_yaml
+from hpo.config import Params, ParamsError, load_params, merged_model
+from hpo.record.files import read_json, read_yaml, records_lock, write_yaml
 from hpo.record.layout import REGISTRY, CampaignPaths
 from hpo.tasks import task_dir_dep
 
-# The registry section whose entries dvc.yaml's `foreach` turns into each trial kind's stages, and the stage of
-# each kind that writes the trial's metrics.json (its score).
-REGISTRY_SECTIONS = {"finetune": "trials", "generate": "generations"}
-SCORE_STAGE = {"finetune": "score", "generate": "generate"}
+# The registry sections whose entries dvc.yaml's `foreach` turns into stages: `adapters` → train_lora and
+# merge_lora, `trials` → score, `generations` → generate (on the entry's `model`); the sections a trial of each kind
+# is in, and the stage of each kind that writes the trial's metrics.json (its score) with its section.
+SECTIONS = ("adapters", "trials", "generations")
+REGISTRY_SECTIONS = {
+    "finetune": ("adapters", "trials"),
+    "generate": ("generations",),
+    "joint": ("adapters", "generations"),
+}
+SCORE_STAGE = {"finetune": "score", "generate": "generate", "joint": "generate"}
+SCORE_SECTION = {"score": "trials", "generate": "generations"}
 
 
 def campaign_kind(paths: CampaignPaths) -> str:
@@ -77,8 +84,12 @@ def record_trial(
         write_yaml(paths.trials, trials)
         registry = read_registry(paths.root)
         task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))
-        entry = {"campaign": paths.name, "trial": trial, "task_dir": task_dir}
-        registry[REGISTRY_SECTIONS[campaign_kind(paths)]][stage_key(paths.name, trial)] = entry
+        kind = campaign_kind(paths)
+        for section in REGISTRY_SECTIONS[kind]:
+            entry = {"campaign": paths.name, "trial": trial, "task_dir": task_dir}
+            if section == "generations":
+                entry["model"] = generation_model(paths.name, trial, kind)
+            registry[section][stage_key(paths.name, trial)] = entry
         write_yaml(paths.root / REGISTRY, registry)
 
 
@@ -97,7 +108,7 @@ def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
         failures[trial] = reason
         write_yaml(paths.failures, failures)
         registry = read_registry(paths.root)
-        for section in REGISTRY_SECTIONS.values():
+        for section in SECTIONS:
             registry[section].pop(stage_key(paths.name, trial), None)
         write_yaml(paths.root / REGISTRY, registry)
 
@@ -111,16 +122,26 @@ def register_campaign(paths: CampaignPaths, params: Params) -> None:
         registry = read_registry(paths.root)
         model_source = params.model.checkpoint_dir or params.data.corpus
         registry["campaigns"][paths.name] = {"data": str(params.data.path), "model_source": str(model_source)}
-        for section in REGISTRY_SECTIONS.values():
+        for section in SECTIONS:
             for entry in registry[section].values():
                 if entry.get("campaign") == paths.name:
                     entry["task_dir"] = task_dir_dep(params.eval.task_dir)
         write_yaml(paths.root / REGISTRY, registry)
 
 
+def generation_model(campaign: str, trial: str, kind: str) -> str:
+    """The checkpoint a trial's generate stage samples from: the trial's merged model in a joint campaign, the
+    campaign's base model otherwise."""
+    if kind == "joint":
+        return f"campaigns/{campaign}/trials/{trial}/merged"
+    return f"campaigns/{campaign}/base_model"
+
+
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
-    """The workspace registry with every section present, every trial entry with its `task_dir` (an entry
-    written before the score stage depended on the task folder gets its campaign's, from the frozen params)."""
+    """The workspace registry with every section present and every entry complete, as the current dvc.yaml reads
+    it. Entries written by older code are completed: a score entry without `task_dir` gets its campaign's (from the
+    frozen params), a registry from before `adapters` existed gets its fine-tuning trials there, a generation
+    entry without `model` samples from its campaign's base model."""
     registry = read_yaml(root / REGISTRY, {})
     trials = registry.get("trials") or {}
     frozen: dict[str, str] = {}
@@ -131,8 +152,13 @@ def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
                 declared = read_yaml(CampaignPaths(name, root).params, {})
                 frozen[name] = task_dir_dep((declared.get("eval") or {}).get("task_dir"))
             entry["task_dir"] = frozen[name]
-    sections = {section: registry.get(section) or {} for section in REGISTRY_SECTIONS.values()}
-    return {"campaigns": registry.get("campaigns") or {}, **sections, "trials": trials}
+    sections = {section: registry.get(section) or {} for section in SECTIONS}
+    sections["trials"] = trials
+    if "adapters" not in registry:
+        sections["adapters"] = {key: dict(entry) for key, entry in trials.items()}
+    for entry in sections["generations"].values():
+        entry.setdefault("model", generation_model(entry["campaign"], entry["trial"], "generate"))
+    return {"campaigns": registry.get("campaigns") or {}, **sections}
 
 
 def stage_key(campaign: str, trial: str) -> str:
@@ -149,11 +175,54 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
     Raises:
         ParamsError: for an invalid params file, or one that changes an existing campaign.
     """
-    params = load_params(params_file)
+    params = resolve_model_trial(load_params(params_file), root)
     paths = CampaignPaths(params.campaign.name, root)
     frozen = params.model_dump(mode="json")
     with records_lock(root):
         return _start(paths, params, frozen, params_file)
+
+
+def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
+    """The declaration with `model.trial` resolved to one complete trial of an earlier campaign that trains
+    (`<campaign>@best`: the best trial its report names now), whose merged model becomes `model.checkpoint_dir`.
+    The campaign is recorded with the resolved `<campaign>/<trial>`: its base model does not change when the
+    source campaign later finds a better trial.
+
+    Raises:
+        ParamsError: naming `model.trial` and what is missing (the campaign, its report, the trial, a complete
+            state, a merged model).
+    """
+    reference = params.model.trial
+    if reference is None:
+        return params
+    name, _, trial = reference.removesuffix("@best").partition("/")
+    source = CampaignPaths(name, root)
+    if name == params.campaign.name:
+        raise ParamsError(f"model.trial: {reference!r} names this campaign; expected an earlier campaign")
+    if not source.params.is_file():
+        raise ParamsError(f"model.trial: no campaign {name!r} (expected {source.params})")
+    kind = campaign_kind(source)
+    if kind == "generate":
+        raise ParamsError(
+            f"model.trial: campaign {name!r} is a generate campaign, whose trials train no model; expected a "
+            "finetune or joint campaign"
+        )
+    if not trial:
+        best = (read_json(source.report / "best.json") or {}).get("best")
+        if not best:
+            raise ParamsError(
+                f"model.trial: campaign {name!r} has no best trial yet ({source.report / 'best.json'}); run it "
+                "first, or name a trial (<campaign>/<trial>)"
+            )
+        trial = best["trial"]
+    if trial not in read_trials(source):
+        raise ParamsError(f"model.trial: campaign {name!r} has no trial {trial!r} ({source.trials})")
+    state = (read_json(source.trial(trial).metrics) or {}).get("state", "running")
+    if state != "complete" or trial in read_yaml(source.failures, {}):
+        raise ParamsError(f"model.trial: {name}/{trial} is not complete (state: {state}); expected a complete trial")
+    resolved = f"{name}/{trial}"
+    model = params.model.model_copy(update={"trial": resolved, "checkpoint_dir": merged_model(resolved)})
+    return params.model_copy(update={"model": model})
 
 
 # How a process runs the campaign, not what the campaign is: may differ between runs and processes.

@@ -10,6 +10,6 @@ from hpo.config import Params
 
 def kind_of(params: Params) -> ModuleType:
     """The module of the campaign's trial kind (`campaign.kind`): `stages()`, `warm_up()`, `progress_total()`."""
-    from hpo.trials import finetune, generation
+    from hpo.trials import finetune, generation, joint
 
-    return {"finetune": finetune, "generate": generation}[params.campaign.kind]
+    return {"finetune": finetune, "generate": generation, "joint": joint}[params.campaign.kind]
