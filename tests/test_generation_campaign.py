@@ -12,6 +12,8 @@ import optuna
 import pytest
 import yaml
 
+from hpo.analysis.compare import compare
+from hpo.analysis.html_report import render
 from hpo.config import load_params
 from hpo.record.layout import CampaignPaths
 from hpo.record.study import open_study
@@ -100,6 +102,22 @@ def test_optimization_budget_stops_proposing(workspace: Path) -> None:
     assert best["inference_cost"] == pytest.approx(sum(costs)) and best["optimization_budget"] == B_O
 
 
+def test_two_runs_with_the_same_seed_give_identical_records(workspace: Path) -> None:
+    """`gen_bo` is `gen` declared again (same seed, design and sampler) under another name, run by another `campaign
+    run` with fresh workers, that stops early: every trial both ran has the same decision, the same responses byte
+    for byte and the same score, state and cost."""
+    gen, bo = CampaignPaths("gen", workspace), CampaignPaths("gen_bo", workspace)
+    ran = yaml.safe_load(gen.trials.read_text()), yaml.safe_load(bo.trials.read_text())
+    both = sorted(set(ran[0]) & set(ran[1]))
+    assert len(both) >= 4, both
+    for trial in both:
+        assert ran[0][trial] == ran[1][trial], trial
+        assert gen.trial(trial).responses.read_bytes() == bo.trial(trial).responses.read_bytes(), trial
+        metrics = [json.loads(p.trial(trial).metrics.read_text()) for p in (gen, bo)]
+        for key in ("state", "score", "cost", "budget", "generation", "tasks"):
+            assert metrics[0].get(key) == metrics[1].get(key), (trial, key)
+
+
 def test_generation_trials_are_recorded_with_their_costs(workspace: Path) -> None:
     paths = CampaignPaths("gen", workspace)
     params = load_params(paths.params)
@@ -156,6 +174,13 @@ def test_generation_trials_are_recorded_with_their_costs(workspace: Path) -> Non
     assert best["artefacts"]["responses"].endswith("responses.jsonl")
     assert best["pruned"] == list(states.values()).count("pruned") and best["inference_budget"] == BUDGET
     assert best["inference_cost"] == sum(int(r["gen_tokens"]) for r in rows)
+    # the HTML report lists every searched trial with its state, cost and why it was pruned; compare counts them
+    page = render(["gen"], workspace)
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert "<h2>Trials: gen</h2>" in page and page.count("pruned by EcoOptiGen") == len(pruned)
+    summary, diff = compare(["gen", "gen_bo"], workspace)
+    assert summary.set_index("campaign").loc["gen", "pruned"] == len(pruned)
+    assert "campaign.optimization_budget" in set(diff["setting"])
 
 
 def _trace(ws: Path, campaign: str, trial: str) -> tuple[dict, dict[str, str]]:

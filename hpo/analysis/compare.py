@@ -34,13 +34,15 @@ def summary(source: CampaignSource, table: pd.DataFrame, direction: str) -> dict
         "baseline": baseline.get("score"),
         "complete": int((table["state"] == "complete").sum()),
         "failed": int((table["state"] == "failed").sum()),
+        "pruned": int((table["state"] == "pruned").sum()),
         "tokens": int(table[cost_column(table)].fillna(0).sum()),
         "wall_s": round(float(table["wall_seconds"].fillna(0).sum()), 1),
     }
 
 
 def settings(source: CampaignSource) -> dict[str, Any]:
-    """What defines a campaign's results, flattened to dotted keys: hashes, code, space, strategy, seed, train, eval."""
+    """What defines a campaign's results, flattened to dotted keys: hashes, code, space, strategy, seed, model, train,
+    eval, and the generate section of a campaign that generates."""
     params = source.yaml(f"{source.dir}/params.yaml", {})
     # Content hashes of the data splits and model files (lineage.yaml) say whether two campaigns used the same data
     # and model; DVC's folder hashes also cover files that name the campaign (rendered task YAMLs), so they are the
@@ -52,7 +54,16 @@ def settings(source: CampaignSource) -> dict[str, Any]:
         or source.locked_md5(f"base_model@{source.name}", f"{source.dir}/base_model"),
         "code.revision": _code_revision(source),
     }
-    for section in ("campaign", "space", "data", "model", "train", "eval"):
+    kind = (params.get("campaign") or {}).get("kind") or "finetune"
+    for section in (
+        "campaign",
+        "space",
+        "data",
+        "model",
+        "train",
+        "eval",
+        *(("generate",) if kind != "finetune" else ()),
+    ):
         flat.update(_flatten(params.get(section, {}), section))
     flat.pop("campaign.name", None)
     return flat

@@ -2,7 +2,8 @@
 
 Sections: optimisation history with best-so-far (and the baseline), parallel coordinates of the hyperparameters
 coloured by score, hyperparameter importance (Optuna's fANOVA evaluator, seeded, over the completed trials),
-score versus cost (training tokens), and the lineage table (seeds, code revision, data and model hashes). Figures
+score versus cost (training or generation tokens), the trials (state, score, costs, why a trial failed or was
+pruned) and the lineage table (seeds, code revision, data and model hashes). Figures
 get fixed element ids and the importance evaluator a fixed seed, so the same record gives the same file.
 """
 
@@ -120,6 +121,16 @@ def _cost(tables: dict[str, pd.DataFrame]) -> Any:
     return fig
 
 
+def _trials_table(table: pd.DataFrame) -> str:
+    """Every searched trial with its state, score, costs and, for a failed or pruned one, why."""
+    columns = [
+        c
+        for c in ("trial", "state", "score", "train_tokens", "val_loss", "gen_tokens", "inference_cost", "reason")
+        if c in table.columns
+    ]
+    return table[columns].to_html(index=False, border=0, classes="trials", na_rep="", float_format=lambda x: f"{x:.4g}")
+
+
 def _lineage_table(source: CampaignSource) -> str:
     lineage = source.yaml(f"{source.dir}/lineage.yaml", {})
     trials = source.yaml(f"{source.dir}/trials.yaml", {})
@@ -200,6 +211,7 @@ def render(specs: list[str], root: Any = None) -> str:
         ]
     body += parts
     for source in sources:
+        body += [f"<h2>Trials: {html.escape(source.label)}</h2>", _trials_table(tables[source.label])]
         body += [f"<h2>Lineage: {html.escape(source.label)}</h2>", _lineage_table(source)]
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse;"
