@@ -33,10 +33,13 @@ def check_checkpoint(checkpoint_dir: Path) -> None:
 
 
 def resolve_checkpoint(base_model_dir: Path) -> Path:
-    """The checkpoint folder a campaign's base_model stage produced (the tiny model, or the user's folder), absolute
-    (litgpt takes a relative path outside `checkpoints/` for a hub name). A pointer to a folder inside the workspace
-    is relative to it, the working directory of every stage."""
+    """The checkpoint folder a campaign's base_model stage produced (the tiny model, or the user's folder). A pointer
+    to a folder inside the workspace is relative to it, the working directory of every stage, and stays relative:
+    what litgpt writes about its base (an adapter's hyperparameters.yaml) is then the same in every clone. (litgpt
+    takes a relative path that does not hold a checkpoint for a hub name: the pointer's folder is checked first.)"""
     pointer = base_model_dir / POINTER
     if pointer.is_file():
-        return Path(json.loads(pointer.read_text())["checkpoint_dir"]).resolve()
+        path = Path(json.loads(pointer.read_text())["checkpoint_dir"])
+        check_checkpoint(path)
+        return path
     return base_model_dir
