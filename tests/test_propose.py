@@ -11,7 +11,8 @@ from hpo.config import Params, derive_seed, load_params
 from hpo.record.layout import CampaignPaths
 from hpo.record.study import open_study
 from hpo.search.design import latin_hypercube
-from hpo.search.proposers import ask, enqueue_design
+from hpo.search.proposers import Search, ask, enqueue_design
+from hpo.search.strategy import Strategy
 
 from .conftest import ROOT
 
@@ -52,6 +53,18 @@ def test_same_seed_same_proposals_other_seed_other(tmp_path: Path, sampler: str)
     assert first != other
     assert first[:3] == points, "design points are asked first"
     assert first[3:] != other[3:], "the proposer itself depends on the seed"
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_the_strategy_outside_a_campaign_asks_what_a_campaign_asks(tmp_path: Path, sampler: str) -> None:
+    """Plain ask/tell on an in-memory study (`Strategy`) is the campaign's search: same points, same order."""
+    campaign, _ = _run(tmp_path, sampler, seed=5)
+    params = _params(sampler, seed=5)
+    strategy = Strategy(Search.of(params))
+    values = strategy.optimize(_objective, params.campaign.n_trials)
+    asked = [dict(t.params) for t in strategy.study.trials]
+    assert asked == campaign
+    assert values == [_objective(p) for p in campaign]
 
 
 def test_design_is_enqueued_once(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ Design points are enqueued first, so every proposer's first `n_init` trials are 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -18,21 +19,43 @@ import optuna
 from hpo.config import Params, derive_seed
 from hpo.record.files import plain
 from hpo.record.study import own_trials
-from hpo.search.space import optuna_distribution, skopt_dimension
+from hpo.search.space import Dimension, optuna_distribution, skopt_dimension
 
 
-def make_sampler(params: Params, number: int) -> optuna.samplers.BaseSampler:
+@dataclass(frozen=True)
+class Search:
+    """How a campaign searches, apart from what it evaluates: the space, the proposer, the design size, the seed
+    every other seed derives from, skopt's acquisition and the direction."""
+
+    space: dict[str, Dimension]
+    sampler: str = "tpe"
+    n_init: int = 4
+    seed: int = 0
+    acquisition: str = "EI"
+    direction: str = "maximize"
+
+    @classmethod
+    def of(cls, params: Params | Search) -> Search:
+        """A campaign's search (a Search is its own)."""
+        if isinstance(params, Search):
+            return params
+        c = params.campaign
+        return cls(dict(params.space), c.sampler, c.n_init, c.seed, c.acquisition, params.eval.direction)
+
+
+def make_sampler(params: Params | Search, number: int) -> optuna.samplers.BaseSampler:
     """The Optuna sampler that proposes trial `number` (`skopt` proposes outside Optuna and uses random here).
 
     Samplers are seeded per trial from the campaign seed, so a proposal depends on the study's history and the
     trial number only: a campaign resumed after a crash asks the same questions as one that never stopped.
     TPE treats trials still running (other workers) with the constant-liar strategy.
     """
-    kind = params.campaign.sampler
-    startup = max(params.campaign.n_init, 1)
+    search = Search.of(params)
+    kind = search.sampler
+    startup = max(search.n_init, 1)
     if kind == "qmc":  # the sequence itself is the state: one scramble seed for the campaign
-        return optuna.samplers.QMCSampler(seed=derive_seed(params.campaign.seed, "sampler"), scramble=True)
-    seed = derive_seed(params.campaign.seed, "sampler", number)
+        return optuna.samplers.QMCSampler(seed=derive_seed(search.seed, "sampler"), scramble=True)
+    seed = derive_seed(search.seed, "sampler", number)
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
     if kind == "gp":
@@ -40,9 +63,9 @@ def make_sampler(params: Params, number: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def distributions(params: Params) -> dict[str, Any]:
+def distributions(params: Params | Search) -> dict[str, Any]:
     """The Optuna distributions of the campaign's space."""
-    return {name: optuna_distribution(dim) for name, dim in params.space.items()}
+    return {name: optuna_distribution(dim) for name, dim in Search.of(params).space.items()}
 
 
 def enqueue_design(study: optuna.Study, points: list[dict[str, Any]]) -> int:
@@ -53,31 +76,33 @@ def enqueue_design(study: optuna.Study, points: list[dict[str, Any]]) -> int:
     return max(0, len(points) - present)
 
 
-def ask(study: optuna.Study, params: Params) -> optuna.trial.Trial:
+def ask(study: optuna.Study, params: Params | Search) -> optuna.trial.Trial:
     """Asks the campaign's proposer for the next trial (design points first)."""
-    dists = distributions(params)
+    search = Search.of(params)
+    dists = distributions(search)
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if params.campaign.sampler == "skopt" and not waiting:
-        study.enqueue_trial(skopt_propose(study, params))
-    study.sampler = make_sampler(params, len(study.get_trials(deepcopy=False)))
+    if search.sampler == "skopt" and not waiting:
+        study.enqueue_trial(skopt_propose(study, search))
+    study.sampler = make_sampler(search, len(study.get_trials(deepcopy=False)))
     return study.ask(dists)
 
 
-def skopt_propose(study: optuna.Study, params: Params) -> dict[str, Any]:
+def skopt_propose(study: optuna.Study, params: Params | Search) -> dict[str, Any]:
     """The next point of scikit-optimize's GP `Optimizer`, told every finished trial of the study."""
     from skopt import Optimizer
 
-    names = list(params.space)
-    dims = [skopt_dimension(name, params.space[name]) for name in names]
+    search = Search.of(params)
+    names = list(search.space)
+    dims = [skopt_dimension(name, search.space[name]) for name in names]
     n = len(study.get_trials(deepcopy=False))
     optimizer = Optimizer(
         dims,
         base_estimator="GP",
-        acq_func=params.campaign.acquisition,
+        acq_func=search.acquisition,
         n_initial_points=1,
-        random_state=derive_seed(params.campaign.seed, "skopt", n),
+        random_state=derive_seed(search.seed, "skopt", n),
     )
-    sign = -1.0 if params.eval.direction == "maximize" else 1.0  # skopt minimises
+    sign = -1.0 if search.direction == "maximize" else 1.0  # skopt minimises
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     xs = [[t.params[name] for name in names] for t in done if all(name in t.params for name in names)]
     ys = [sign * float(t.value or 0.0) for t in done if all(name in t.params for name in names)]
