@@ -5,8 +5,8 @@
 
 (grid) scikit-learn's `GridSearchCV` over every combination of the values below, llmsearch's way: the model is an
 estimator whose `fit` does nothing and whose `score` samples and scores the whole tuning data with the
-configuration (`cv=[(slice(None), slice(None))]`: one "fold" that is all of it). Its `score` is the generate
-stage's own function, so both searches sample, judge and count tokens the same way.
+configuration (`cv=[(all, all)]`: one "fold" that is all of it, llmsearch's `slice(None)`). Its `score` is the
+generate stage's own function, so both searches sample, judge and count tokens the same way.
 (ours) `campaign run` of a generation campaign whose space is the same values (categorical), the default
 strategy (Latin-hypercube design, then TPE), a third of the grid's configurations as its trial budget.
 Printed: configurations, tokens (prompts + responses, as each trial's metrics count them) and wall time of each;
@@ -99,8 +99,9 @@ def grid_search(ws: Path, campaign: str) -> list[dict[str, Any]]:
             return float(metrics["score"])
 
     n_eval = params.data.n_eval
-    search = GridSearchCV(Generation(), GRID, cv=[(slice(None), slice(None))], refit=False, n_jobs=None)
-    search.fit(np.arange(n_eval))
+    everything = np.arange(n_eval)  # llmsearch's one "fold" of all the data, as indices (no slice in this sklearn)
+    search = GridSearchCV(Generation(), GRID, cv=[(everything, everything)], refit=False, n_jobs=None)
+    search.fit(everything)
     assert len(log) == len(search.cv_results_["params"])
     return log
 
