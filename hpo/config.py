@@ -57,6 +57,8 @@ GEN_TUNABLE = (
 # What each kind of trial searches: a joint trial trains, merges, then generates with its own settings.
 KIND_TUNABLE = {"finetune": TUNABLE, "generate": GEN_TUNABLE, "joint": TUNABLE + GEN_TUNABLE}
 TASK_DEFAULT = "task"  # the stop set / template name that keeps the task's own `until` / `doc_to_text`
+UTILITIES = ("success_rate", "pass_at_n", "mean_correct", "majority_vote")  # built in (hpo.utility)
+UTILITY_FUNCTION = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*$"  # a user's: <file>.py:<function>
 
 
 class ParamsError(ValueError):
@@ -284,9 +286,11 @@ class GenerateSection(_Section):
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     generation_seed: int = Field(default=0, ge=0, description="with the campaign seed, seeds every response")
-    utility: Literal["success_rate", "pass_at_n", "mean_correct", "majority_vote"] = Field(
+    utility: str = Field(
         default="success_rate",
-        description="the objective from each instance's n judged responses (hpo.utility)",
+        description="the objective from each instance's n judged responses (hpo.utility): success_rate, pass_at_n, "
+        "mean_correct, majority_vote, or <file>.py:<function>, a Python function of the judgements and answers in a "
+        "file of the task folder (eval.task_dir, else data/tasks)",
     )
     batch_size: int = Field(default=16, ge=1, description="rows (instance × response) sampled together")
     inference_budget: float | None = Field(
@@ -296,6 +300,13 @@ class GenerateSection(_Section):
         "spend, in tokens, or in money with price_per_1k; configurations over it are pruned (rules 1 and 2)",
     )
     price_per_1k: Prices | None = Field(default=None, description="price per 1k input and output tokens")
+
+    @field_validator("utility")
+    @classmethod
+    def _check_utility(cls, value: str) -> str:
+        if value not in UTILITIES and not re.match(UTILITY_FUNCTION, value):
+            raise ValueError(f"{', '.join(UTILITIES)}, or <file>.py:<function> (a file of the task folder)")
+        return value
 
     @model_validator(mode="after")
     def _check_names(self) -> GenerateSection:

@@ -10,14 +10,23 @@ the task's normalisation options, or any per-response metric of the task). From 
 - `mean_correct` — the mean over instances of m/n (exact match averaged over responses).
 - `majority_vote` — the share of instances whose most frequent response is correct (self-consistency; ties go
   to the response that came first).
+
+A campaign may name its own instead, `<file>.py:<function>` in its task folder (as lm-eval's `!function` names a
+file beside the task's YAML): `function(correct, answers) -> float`, with the judgements and the task's
+normalised answers per instance as above. The folder is a DVC dependency of every generate stage, so editing the
+file makes `dvc status` name the trials it scored.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-UTILITIES = ("success_rate", "pass_at_n", "mean_correct", "majority_vote")
+from hpo.config import UTILITIES
+
+Utility = Callable[[Sequence[Sequence[bool]], Sequence[Sequence[str]]], float]
 
 
 def _check(correct: Sequence[Sequence[bool]]) -> None:
@@ -60,11 +69,46 @@ def majority_vote(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[
     return won / len(correct)
 
 
-def utility(name: str, correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str]]) -> float:
-    """The utility `name` (one of UTILITIES) of the judged responses."""
+def load_utility(spec: str, task_dir: Path) -> Utility:
+    """The user's utility `<file>.py:<function>`, the file relative to the task folder.
+
+    Raises:
+        ValueError: naming `generate.utility`, when the file is missing or outside the folder, does not import, or
+            has no such function.
+    """
+    file, _, name = spec.rpartition(":")
+    path = (task_dir / file).resolve()
+    if not path.is_relative_to(task_dir.resolve()):
+        raise ValueError(f"generate.utility: {file} is outside the task folder {task_dir}; expected a file in it")
+    if not path.is_file():
+        raise ValueError(f"generate.utility: {task_dir / file} not found; expected <file>.py:<function> in {task_dir}")
+    module_spec = importlib.util.spec_from_file_location(f"_campaign_utility_{path.stem}", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's code: any error, named
+        raise ValueError(f"generate.utility: {task_dir / file} does not import: {type(err).__name__}: {err}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ValueError(f"generate.utility: {task_dir / file} has no function {name!r}")
+    return function
+
+
+def utility(
+    name: str, correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str]], task_dir: Path | None = None
+) -> float:
+    """The utility `name` (one of UTILITIES, or a user's `<file>.py:<function>` in `task_dir`) of the judged
+    responses."""
     if name == "majority_vote":
         return majority_vote(correct, answers)
     functions = {"success_rate": success_rate, "pass_at_n": pass_at_n, "mean_correct": mean_correct}
-    if name not in functions:
-        raise ValueError(f"utility: got {name!r}; expected one of {', '.join(UTILITIES)}")
-    return functions[name](correct)
+    if name in functions:
+        return functions[name](correct)
+    if task_dir is None or ":" not in name:
+        raise ValueError(f"utility: got {name!r}; expected one of {', '.join(UTILITIES)} or <file>.py:<function>")
+    _check(correct)
+    value = load_utility(name, task_dir)([list(c) for c in correct], [list(a) for a in answers])
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        raise ValueError(f"generate.utility: {name} returned {value!r}; expected a number")
+    return float(value)

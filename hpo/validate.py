@@ -14,10 +14,12 @@ from pathlib import Path
 import yaml
 
 from hpo.checkpoint import CheckpointError, check_checkpoint
-from hpo.config import Params
+from hpo.config import UTILITIES, Params
 from hpo.data import TEMPLATES, DataError, read_records
 from hpo.record.layout import CampaignPaths
+from hpo.tasks import task_dir_dep
 from hpo.textfile import TextFileError, read_text
+from hpo.utility import load_utility
 
 # The metrics each task template of data/tasks reports.
 TEMPLATE_METRICS = {"multiple_choice": ["acc"], "generate_until": ["exact_match"]}
@@ -64,6 +66,11 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
         metrics = tasks[task]
         if metrics is not None and params.eval.metric not in metrics:
             raise InputError(f"eval.metric: got {params.eval.metric!r}; task {task!r} reports {', '.join(metrics)}")
+    if params.campaign.generates and params.generate.utility not in UTILITIES:
+        try:
+            load_utility(params.generate.utility, root / task_dir_dep(params.eval.task_dir))
+        except ValueError as err:
+            raise InputError(str(err)) from None
     for name in params.campaign.warm_start.campaigns:
         if not CampaignPaths(name, root).trials.is_file():
             raise InputError(f"campaign.warm_start.campaigns: no campaign {name!r} under campaigns/")

@@ -24,6 +24,7 @@ from hpo.evaluation import Budget, evaluate, make_lm
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.ecooptigen import region
+from hpo.tasks import task_dir_dep
 from hpo.trials.cache import pin_threads
 from hpo.utility import UTILITIES, utility
 
@@ -129,7 +130,9 @@ def generate(
                     ],
                 }
             )
-        per_task[name] = {u: round(utility(u, correct, answers), 6) for u in UTILITIES}
+        names = UTILITIES if settings.utility in UTILITIES else (*UTILITIES, settings.utility)
+        folder = root / task_dir_dep(evaluation.task_dir)  # the user's task folder, a DVC dependency
+        per_task[name] = {u: round(utility(u, correct, answers, folder), 6) for u in names}
     objective = sum(v[settings.utility] for v in per_task.values()) / len(per_task)
     inference_cost = sum(lm.instance_cost(instance) for instance in lm.usage)
     pruned = lm.pruned_after is not None

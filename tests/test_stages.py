@@ -117,3 +117,31 @@ def test_malformed_data_names_the_line(tmp_path: Path) -> None:
     path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": "c", "choices": ["x", "y"]}\n')
     with pytest.raises(DataError, match=r"line 2: 'output' 'c' is not one of 'choices'"):
         read_records(path)
+
+
+def test_a_users_utility_function_scores_a_generation(
+    built: tuple[Path, CampaignPaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`generate.utility: <file>.py:<function>` in the task folder is the objective; the built-in utilities are
+    still recorded beside it."""
+    from hpo.config import EvalSection, GenerateSection
+    from stages.generate import generate
+
+    ws, paths = built
+    (ws / "data/tasks/mine.py").write_text(
+        "def at_least_half(correct, answers):\n    return sum(2 * sum(c) >= len(c) for c in correct) / len(correct)\n"
+    )
+    monkeypatch.chdir(ws)
+    evaluation = EvalSection(tasks=["tinytopic_gen"], metric="exact_match", limit=6, batch_size=8)
+    settings = GenerateSection(temperature=1.0, n=3, max_new_tokens=4, utility="mine.py:at_least_half")
+    metrics, records, _ = generate(paths.base_model, evaluation, settings, paths.tasks, 1, 2)
+    by_hand = sum(2 * sum(r["correct"] for r in x["responses"]) >= 3 for x in records) / len(records)
+    assert len(records) == 6 and metrics["utility"] == "mine.py:at_least_half"
+    assert metrics["score"] == metrics["tasks"]["tinytopic_gen"]["mine.py:at_least_half"] == round(by_hand, 6)
+    assert set(metrics["tasks"]["tinytopic_gen"]) == {
+        "success_rate",
+        "pass_at_n",
+        "mean_correct",
+        "majority_vote",
+        "mine.py:at_least_half",
+    }

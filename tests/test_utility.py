@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hpo.utility import majority_vote, mean_correct, pass_at_n, success_rate, utility
@@ -38,3 +40,21 @@ def test_bad_input_is_named() -> None:
         utility("best", CORRECT, ANSWERS)
     with pytest.raises(ValueError, match="answers: expected one answer per judged response"):
         majority_vote(CORRECT, [["a"], ["x"], ["z"]])
+
+
+def test_a_users_function_in_the_task_folder(tmp_path: Path) -> None:
+    (tmp_path / "u.py").write_text(
+        "def first(correct, answers):\n    return sum(c[0] for c in correct) / len(correct)\n"
+        "def text(correct, answers):\n    return 'high'\n"
+    )
+    correct = [[True, False], [False, True], [True, True]]
+    answers = [["a", "b"], ["c", "d"], ["e", "e"]]
+    assert utility("u.py:first", correct, answers, tmp_path) == pytest.approx(2 / 3)
+    for spec, message in [
+        ("missing.py:first", "not found"),
+        ("../u.py:first", "outside the task folder"),
+        ("u.py:nothing", "has no function 'nothing'"),
+        ("u.py:text", "returned 'high'; expected a number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            utility(spec, correct, answers, tmp_path)

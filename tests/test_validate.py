@@ -220,3 +220,15 @@ def test_checkpoint_limits_come_from_its_model_config(workspace: Path) -> None:
     assert "ckpt/model_config.yaml does not give n_embd and block_size" in _error(
         workspace, model__checkpoint_dir="ckpt"
     )
+
+
+def test_a_users_utility_must_be_a_function_in_the_task_folder(workspace: Path) -> None:
+    generation = {"campaign__kind": "joint", "eval__tasks": ["tinytopic_gen"], "eval__metric": "exact_match"}
+    message = _error(workspace, **generation, generate__utility="nope.py:best")
+    assert message.startswith("generate.utility: ") and "nope.py not found" in message
+    (workspace / "data/tasks/mine.py").write_text("def other(correct, answers):\n    return 0.0\n")
+    try:
+        assert "has no function 'best'" in _error(workspace, **generation, generate__utility="mine.py:best")
+        validate_inputs(load_params(_params(workspace, **generation, generate__utility="mine.py:other")), workspace)
+    finally:
+        (workspace / "data/tasks/mine.py").unlink()
