@@ -32,14 +32,15 @@ def check_checkpoint(checkpoint_dir: Path) -> None:
         raise CheckpointError(f"model.checkpoint_dir: {checkpoint_dir} is missing {', '.join(missing)}")
 
 
-def resolve_checkpoint(base_model_dir: Path) -> Path:
+def resolve_checkpoint(base_model_dir: Path, root: Path = Path(".")) -> Path:
     """The checkpoint folder a campaign's base_model stage produced (the tiny model, or the user's folder). A pointer
     to a folder inside the workspace is relative to it, the working directory of every stage, and stays relative:
     what litgpt writes about its base (an adapter's hyperparameters.yaml) is then the same in every clone. (litgpt
-    takes a relative path that does not hold a checkpoint for a hub name: the pointer's folder is checked first.)"""
+    takes a relative path that does not hold a checkpoint for a hub name: the pointer's folder is checked first.)
+    `root` is the workspace, as `base_model_dir` is given under it (a stage's working directory: `.`)."""
     pointer = base_model_dir / POINTER
     if pointer.is_file():
-        path = Path(json.loads(pointer.read_text())["checkpoint_dir"])
+        path = root / json.loads(pointer.read_text())["checkpoint_dir"]  # an absolute one stays absolute
         check_checkpoint(path)
         return path
     return base_model_dir

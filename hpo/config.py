@@ -129,6 +129,11 @@ class CampaignSection(_Section):
     def _check_budget(self) -> CampaignSection:
         if self.n_init > self.n_trials:
             raise ValueError(f"n_init ({self.n_init}) must be <= n_trials ({self.n_trials})")
+        if self.optimization_budget is not None and not self.generates:
+            raise ValueError(
+                f"optimization_budget: got {self.optimization_budget:g} in a {self.kind} campaign; expected it in a "
+                "generate or joint campaign only (it counts the trials' inference costs)"
+            )
         return self
 
 

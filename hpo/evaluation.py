@@ -64,6 +64,7 @@ def make_lm(
     seed: int = 0,
     generation_batch_size: int = 16,
     budget: Budget | None = None,
+    prices: tuple[float, float] | None = None,
 ) -> Any:
     """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`.
 
@@ -74,7 +75,10 @@ def make_lm(
         generation_batch_size: rows (instance × response) sampled together.
         budget: check generation against EcoOptiGen's inference budget on growing subsets of the instances
             (rule 2); when a subset is clearly over it, the rest is not sampled (`pruned_after`, `checks`).
+        prices: per 1k input and output tokens: costs in money (the budget's own prices when it has some).
     """
+    if budget is not None and budget.prices is not None:
+        prices = budget.prices
     import torch
     import torch.nn.functional as F
     from litgpt import Config, Tokenizer
@@ -216,14 +220,13 @@ def make_lm(
             """A prompt's cost (tokens, or money)."""
             from hpo.search.ecooptigen import instance_cost
 
-            return instance_cost(len(prompt), [], budget.prices if budget is not None else None)
+            return instance_cost(len(prompt), [], prices)
 
         def instance_cost(self, instance: tuple[str, int]) -> float:
             """An instance's inference cost so far: its prompt once and all its responses (tokens, or money)."""
             from hpo.search.ecooptigen import instance_cost
 
             used = self.usage[instance]
-            prices = budget.prices if budget is not None else None
             return instance_cost(used["prompt_tokens"], [r["tokens"] for r in used["responses"]], prices)
 
         def _sample(self, rows: list[Row], outputs: list[str]) -> None:

@@ -19,10 +19,16 @@ file makes `dvc status` name the trials it scored.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
+import math
+import numbers
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from hpo.config import UTILITIES
 
@@ -70,7 +76,8 @@ def majority_vote(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[
 
 
 def load_utility(spec: str, task_dir: Path) -> Utility:
-    """The user's utility `<file>.py:<function>`, the file relative to the task folder.
+    """The user's utility `<file>.py:<function>`, the file relative to the task folder, imported once per content
+    of the file (a warm worker imports it again after the file changed).
 
     Raises:
         ValueError: naming `generate.utility`, when the file is missing or outside the folder, does not import, or
@@ -82,17 +89,28 @@ def load_utility(spec: str, task_dir: Path) -> Utility:
         raise ValueError(f"generate.utility: {file} is outside the task folder {task_dir}; expected a file in it")
     if not path.is_file():
         raise ValueError(f"generate.utility: {task_dir / file} not found; expected <file>.py:<function> in {task_dir}")
-    module_spec = importlib.util.spec_from_file_location(f"_campaign_utility_{path.stem}", path)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as err:  # the user's code: any error, named
-        raise ValueError(f"generate.utility: {task_dir / file} does not import: {type(err).__name__}: {err}") from None
+    stat = path.stat()
+    module = _import(str(path), stat.st_mtime_ns, stat.st_size, task_dir / file)
     function = getattr(module, name, None)
     if not callable(function):
         raise ValueError(f"generate.utility: {task_dir / file} has no function {name!r}")
     return function
+
+
+@functools.lru_cache(maxsize=16)
+def _import(path: str, mtime_ns: int, size: int, shown: Path) -> ModuleType:
+    """Imports a user's file as a module registered in sys.modules (dataclasses and pickling need it)."""
+    name = f"_campaign_utility_{hashlib.sha256(f'{path}:{mtime_ns}:{size}'.encode()).hexdigest()[:12]}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # the user's code: any error, named
+        del sys.modules[name]
+        raise ValueError(f"generate.utility: {shown} does not import: {type(err).__name__}: {err}") from None
+    return module
 
 
 def utility(
@@ -109,6 +127,6 @@ def utility(
         raise ValueError(f"utility: got {name!r}; expected one of {', '.join(UTILITIES)} or <file>.py:<function>")
     _check(correct)
     value = load_utility(name, task_dir)([list(c) for c in correct], [list(a) for a in answers])
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
-        raise ValueError(f"generate.utility: {name} returned {value!r}; expected a number")
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
+        raise ValueError(f"generate.utility: {name} returned {value!r}; expected a finite number")
     return float(value)

@@ -21,6 +21,7 @@ from typing import Any
 
 from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, derive_seed
 from hpo.evaluation import Budget, evaluate, make_lm
+from hpo.record.files import write_json
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.ecooptigen import region
@@ -80,7 +81,7 @@ def generate(
         ValueError: a task that is not generate_until, or that reports no `eval.metric` per response.
     """
     budget = budget_of(settings) if check_budget else None
-    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget)
+    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget, prices_of(settings))
     tasks: dict[str, Any] = {}
 
     def configure(task: Any) -> None:
@@ -130,10 +131,12 @@ def generate(
                     ],
                 }
             )
+        if not correct:
+            continue  # a task after the instances where rule 2 stopped: nothing of it was sampled
         names = UTILITIES if settings.utility in UTILITIES else (*UTILITIES, settings.utility)
         folder = root / task_dir_dep(evaluation.task_dir)  # the user's task folder, a DVC dependency
         per_task[name] = {u: round(utility(u, correct, answers, folder), 6) for u in names}
-    objective = sum(v[settings.utility] for v in per_task.values()) / len(per_task)
+    objective = sum(v[settings.utility] for v in per_task.values()) / len(per_task) if per_task else math.nan
     inference_cost = sum(lm.instance_cost(instance) for instance in lm.usage)
     pruned = lm.pruned_after is not None
     metrics = {
@@ -173,12 +176,17 @@ def settings_record(settings: GenerateSection) -> dict[str, Any]:
     }
 
 
+def prices_of(settings: GenerateSection) -> tuple[float, float] | None:
+    """The price per 1k input and output tokens (costs in money), or None (costs in tokens)."""
+    prices = settings.price_per_1k
+    return (prices.input, prices.output) if prices else None
+
+
 def budget_of(settings: GenerateSection) -> Budget | None:
     """The trial's inference budget B.i, or None when the campaign sets none."""
     if settings.inference_budget is None:
         return None
-    prices = settings.price_per_1k
-    return Budget(settings.inference_budget, (prices.input, prices.output) if prices else None)
+    return Budget(settings.inference_budget, prices_of(settings))
 
 
 def budget_record(settings: GenerateSection, checks: list[dict[str, Any]], valid: bool, checked: bool) -> dict:
@@ -236,7 +244,10 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     trial = paths.trial(trial_id)
     trial.dir.mkdir(parents=True, exist_ok=True)
     decided = record.get("budget") or {}  # EcoOptiGen's rule 1, decided and recorded before the trial ran
-    if decided.get("decision") == "prune":
+    trained = json.loads(trial.train_metrics.read_text()) if params.campaign.trains else {"state": "complete"}
+    if trained["state"] != "complete":  # a joint trial whose training failed (diverged): nothing to sample from
+        metrics, records, spent = {"state": trained["state"], "reason": trained["reason"], "score": None}, [], {}
+    elif decided.get("decision") == "prune":
         metrics, records, spent = pruned_without_generation(settings, decided["reason"]), [], {}
     else:
         metrics, records, spent = generate(
@@ -251,14 +262,14 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     with trial.responses.open("w") as f:
         for line in records:
             f.write(json.dumps(line, sort_keys=True) + "\n")
-    trial.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(trial.metrics, metrics)
     return {**metrics, **spent}
 
 
 def main() -> None:
     paths, trial_id = stage_args("Sample and score one generation trial with lm-eval.", trial=True)
     result = run(paths, trial_id)
-    print(json.dumps({"score": result["score"], "state": result["state"], "cost": result["cost"]}))
+    print(json.dumps({"score": result["score"], "state": result["state"], "cost": result.get("cost")}))
 
 
 if __name__ == "__main__":

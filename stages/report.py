@@ -49,7 +49,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
 def generation_spend(table: pd.DataFrame, params: Params) -> dict[str, Any]:
     """A generation campaign's spend: pruned trials, tokens sampled, and the inference cost against B.o."""
     return {
-        "pruned": int((table["state"] == "pruned").sum()),
+        "pruned": int(((table["state"] == "pruned") & ~table["baseline"]).sum()),
         "gen_tokens": int(table["gen_tokens"].fillna(0).sum()),
         "inference_cost": plain(table["inference_cost"].fillna(0).sum()),
         "optimization_budget": params.campaign.optimization_budget,

@@ -19,6 +19,7 @@ from typing import Any
 
 from hpo.config import EvalSection
 from hpo.evaluation import evaluate, make_lm
+from hpo.record.files import write_json
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.trials.cache import pin_threads
@@ -85,7 +86,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
         result: dict[str, Any] = {"state": trained["state"], "reason": trained["reason"], "score": None}
     else:
         result = score(trial.merged, params.eval, paths.tasks, record["seeds"]["eval"])
-    trial.metrics.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(trial.metrics, result)
     return result
 
 

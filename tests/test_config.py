@@ -221,6 +221,14 @@ GEN_BAD = [
     ({"generate.stop_sets.period": [""]}, "stop_sets.period: got ['']; expected a list of non-empty strings"),
     ({"generate.utility": "accuracy"}, "generate.utility: got 'accuracy'"),
     ({"campaign.kind": "serve"}, "campaign.kind: got 'serve'"),
+    (
+        {
+            "campaign.kind": "finetune",
+            "space": {"learning_rate": {"type": "float", "low": 0.1, "high": 0.9}},
+            "campaign.optimization_budget": 1000,
+        },
+        "campaign: optimization_budget: got 1000 in a finetune campaign",
+    ),
 ]
 
 

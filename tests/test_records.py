@@ -101,15 +101,22 @@ def test_commit_waits_for_a_busy_output_lock_instead_of_failing(
 
 
 def _source_campaign(root: Path, kind: str = "finetune") -> None:
-    """A hand-built record of a campaign `src`: t000 complete (its report's best), t001 running, t002 failed."""
+    """A hand-built record of a campaign `src`: t000 complete (its report's best), t001 running, t002 failed, t003
+    complete, t004 complete but its merged model not on disk (a clean clone before `dvc repro`)."""
+    from hpo.checkpoint import REQUIRED_FILES
     from hpo.record.files import write_yaml
 
     paths = CampaignPaths("src", root)
     write_yaml(paths.params, {"campaign": {"name": "src", "kind": kind}})
-    write_yaml(paths.trials, {t: {"params": {}} for t in ("t000", "t001", "t002")})
+    write_yaml(paths.trials, {t: {"params": {}} for t in ("t000", "t001", "t002", "t003", "t004")})
     write_yaml(paths.failures, {"t002": "RuntimeError: boom"})
-    paths.trial("t000").dir.mkdir(parents=True)
-    paths.trial("t000").metrics.write_text('{"state": "complete", "score": 0.5}')
+    for trial in ("t000", "t003", "t004"):
+        paths.trial(trial).dir.mkdir(parents=True)
+        paths.trial(trial).metrics.write_text('{"state": "complete", "score": 0.5}')
+    for trial in ("t000", "t003"):
+        paths.trial(trial).merged.mkdir()
+        for name in (*REQUIRED_FILES, "tokenizer.json"):
+            (paths.trial(trial).merged / name).write_text("")
     paths.report.mkdir(parents=True)
     (paths.report / "best.json").write_text('{"best": {"trial": "t000", "score": 0.5}}')
 
@@ -122,6 +129,7 @@ def _source_campaign(root: Path, kind: str = "finetune") -> None:
         ("src/t001", "model.trial: src/t001 is not complete (state: running)"),
         ("src/t002", "model.trial: src/t002 is not complete"),
         ("src/t009", "model.trial: campaign 'src' has no trial 't009'"),
+        ("src/t004", "model.trial: src/t004's merged model campaigns/src/trials/t004/merged is missing or incomplete"),
         ("other@best", "model.trial: no campaign 'other'"),
         ("generation@best", "model.trial: 'generation@best' names this campaign"),
     ],
@@ -142,6 +150,18 @@ def test_a_model_trial_resolves_to_one_complete_trial(tmp_path: Path, reference:
     with pytest.raises(ParamsError) as err:
         resolve_model_trial(params, tmp_path)
     assert str(err.value).startswith(expected), str(err.value)
+
+
+def test_a_recorded_campaign_resumes_on_the_trial_best_named_then(tmp_path: Path) -> None:
+    from hpo.config import Params
+    from hpo.record.files import write_yaml
+    from hpo.record.records import resolve_model_trial
+
+    _source_campaign(tmp_path)
+    raw = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
+    write_yaml(CampaignPaths("generation", tmp_path).params, {**raw, "model": {"trial": "src/t003"}})
+    raw["model"] = {"trial": "src@best"}  # src's report now names t000
+    assert resolve_model_trial(Params.model_validate(raw), tmp_path).model.trial == "src/t003"
 
 
 def test_a_generation_campaigns_trial_is_no_model(tmp_path: Path) -> None:

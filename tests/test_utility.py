@@ -46,15 +46,19 @@ def test_a_users_function_in_the_task_folder(tmp_path: Path) -> None:
     (tmp_path / "u.py").write_text(
         "def first(correct, answers):\n    return sum(c[0] for c in correct) / len(correct)\n"
         "def text(correct, answers):\n    return 'high'\n"
+        "def huge(correct, answers):\n    return float('inf')\n"
+        "import numpy\ndef numpy_value(correct, answers):\n    return numpy.float32(0.5)\n"
     )
     correct = [[True, False], [False, True], [True, True]]
     answers = [["a", "b"], ["c", "d"], ["e", "e"]]
     assert utility("u.py:first", correct, answers, tmp_path) == pytest.approx(2 / 3)
+    assert utility("u.py:numpy_value", correct, answers, tmp_path) == 0.5
     for spec, message in [
         ("missing.py:first", "not found"),
         ("../u.py:first", "outside the task folder"),
         ("u.py:nothing", "has no function 'nothing'"),
-        ("u.py:text", "returned 'high'; expected a number"),
+        ("u.py:text", "returned 'high'; expected a finite number"),
+        ("u.py:huge", "returned inf; expected a finite number"),
     ]:
         with pytest.raises(ValueError, match=message):
             utility(spec, correct, answers, tmp_path)

@@ -105,7 +105,7 @@ class Campaign:
         self.lineage = {
             "code": code_revision(paths.root),
             "data_hash": hash_files(paths.data, DATA_FILES),
-            "base_model_hash": hash_files(paths.root / resolve_checkpoint(paths.base_model), MODEL_FILES),
+            "base_model_hash": hash_files(resolve_checkpoint(paths.base_model, paths.root), MODEL_FILES),
             "libraries": library_versions(),
         }
         with records_lock(paths.root):  # one process enqueues the design and adds the priors

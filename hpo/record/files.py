@@ -42,6 +42,16 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def write_json(path: Path, content: Any) -> None:
+    """Writes a stage's JSON record (metrics.json) atomically: a process reading it meanwhile (the campaign
+    deciding a budget from every trial's costs) sees the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def write_yaml(path: Path, content: Any) -> None:
     """Writes YAML atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)

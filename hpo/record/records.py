@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpo.checkpoint import CheckpointError, check_checkpoint
 from hpo.config import Params, ParamsError, load_params, merged_model
 from hpo.record.files import read_json, read_yaml, records_lock, write_yaml
 from hpo.record.layout import REGISTRY, CampaignPaths
@@ -140,7 +141,7 @@ def generation_model(campaign: str, trial: str, kind: str) -> str:
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
     """The workspace registry with every section present and every entry complete, as the current dvc.yaml reads
     it. Entries written by older code are completed: a score entry without `task_dir` gets its campaign's (from the
-    frozen params), a registry from before `adapters` existed gets its fine-tuning trials there, a generation
+    frozen params), a fine-tuning trial registered before `adapters` existed gets its entry there, a generation
     entry without `model` samples from its campaign's base model."""
     registry = read_yaml(root / REGISTRY, {})
     trials = registry.get("trials") or {}
@@ -154,8 +155,8 @@ def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
             entry["task_dir"] = frozen[name]
     sections = {section: registry.get(section) or {} for section in SECTIONS}
     sections["trials"] = trials
-    if "adapters" not in registry:
-        sections["adapters"] = {key: dict(entry) for key, entry in trials.items()}
+    for key, entry in trials.items():  # a fine-tuning trial registered before `adapters` existed trains there
+        sections["adapters"].setdefault(key, dict(entry))
     for entry in sections["generations"].values():
         entry.setdefault("model", generation_model(entry["campaign"], entry["trial"], "generate"))
     return {"campaigns": registry.get("campaigns") or {}, **sections}
@@ -186,7 +187,7 @@ def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
     """The declaration with `model.trial` resolved to one complete trial of an earlier campaign that trains
     (`<campaign>@best`: the best trial its report names now), whose merged model becomes `model.checkpoint_dir`.
     The campaign is recorded with the resolved `<campaign>/<trial>`: its base model does not change when the
-    source campaign later finds a better trial.
+    source campaign later finds a better trial (a recorded campaign resumes on the trial `@best` named then).
 
     Raises:
         ParamsError: naming `model.trial` and what is missing (the campaign, its report, the trial, a complete
@@ -207,6 +208,11 @@ def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
             f"model.trial: campaign {name!r} is a generate campaign, whose trials train no model; expected a "
             "finetune or joint campaign"
         )
+    recorded = CampaignPaths(params.campaign.name, root).params
+    if not trial and recorded.is_file():  # resuming: the trial `@best` named when the campaign started
+        frozen = str((read_yaml(recorded, {}).get("model") or {}).get("trial") or "")
+        if frozen.partition("/")[0] == name:
+            trial = frozen.partition("/")[2]
     if not trial:
         best = (read_json(source.report / "best.json") or {}).get("best")
         if not best:
@@ -221,6 +227,13 @@ def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
     if state != "complete" or trial in read_yaml(source.failures, {}):
         raise ParamsError(f"model.trial: {name}/{trial} is not complete (state: {state}); expected a complete trial")
     resolved = f"{name}/{trial}"
+    try:
+        check_checkpoint(root / merged_model(resolved))
+    except CheckpointError:
+        raise ParamsError(
+            f"model.trial: {resolved}'s merged model {merged_model(resolved)} is missing or incomplete; expected a "
+            f"litgpt checkpoint: rebuild it (dvc repro merge_lora@{stage_key(name, trial)}) or fetch it (dvc pull)"
+        ) from None
     model = params.model.model_copy(update={"trial": resolved, "checkpoint_dir": merged_model(resolved)})
     return params.model_copy(update={"model": model})
 
