@@ -145,3 +145,28 @@ def test_a_users_utility_function_scores_a_generation(
         "majority_vote",
         "mine.py:at_least_half",
     }
+
+
+def test_a_joint_trial_whose_training_diverged_is_recorded_failed(
+    built: tuple[Path, CampaignPaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its generate stage has no model to sample from: it records the training's failure, as score does."""
+    import yaml
+
+    from hpo.record.files import write_yaml
+    from stages import generate
+
+    ws, _ = built
+    monkeypatch.chdir(ws)
+    paths = CampaignPaths("jdiv", ws)
+    raw = yaml.safe_load((ROOT / "params.joint.yaml").read_text())
+    raw["campaign"]["name"] = "jdiv"
+    write_yaml(paths.params, raw)
+    write_yaml(paths.trials, {"t000": {"params": {"learning_rate": 1e12, "n": 2}, "seeds": {"eval": 1, "generate": 2}}})
+    paths.trial("t000").dir.mkdir(parents=True)
+    reason = "diverged: non-finite loss at step 2"
+    paths.trial("t000").train_metrics.write_text(json.dumps({"state": "failed", "reason": reason}))
+    result = generate.run(paths, "t000")
+    assert result == {"state": "failed", "reason": reason, "score": None}
+    assert json.loads(paths.trial("t000").metrics.read_text()) == result
+    assert paths.trial("t000").responses.read_text() == ""
