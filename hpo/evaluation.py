@@ -51,11 +51,10 @@ def sampling_of(kwargs: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class Budget:
-    """EcoOptiGen's inference budget B.i for rule 2: the target cost per instance, in tokens or (with prices per 1k
-    input and output tokens) money."""
+    """EcoOptiGen's inference budget B.i for rule 2: the target cost per instance, in the LM's cost units (tokens,
+    or money with `make_lm`'s prices)."""
 
     target: float
-    prices: tuple[float, float] | None = None
 
 
 def make_lm(
@@ -75,10 +74,8 @@ def make_lm(
         generation_batch_size: rows (instance × response) sampled together.
         budget: check generation against EcoOptiGen's inference budget on growing subsets of the instances
             (rule 2); when a subset is clearly over it, the rest is not sampled (`pruned_after`, `checks`).
-        prices: per 1k input and output tokens: costs in money (the budget's own prices when it has some).
+        prices: per 1k input and output tokens: every cost (and the budget) in money; None: in tokens.
     """
-    if budget is not None and budget.prices is not None:
-        prices = budget.prices
     import torch
     import torch.nn.functional as F
     from litgpt import Config, Tokenizer

@@ -186,7 +186,7 @@ def budget_of(settings: GenerateSection) -> Budget | None:
     """The trial's inference budget B.i, or None when the campaign sets none."""
     if settings.inference_budget is None:
         return None
-    return Budget(settings.inference_budget, prices_of(settings))
+    return Budget(settings.inference_budget)
 
 
 def budget_record(settings: GenerateSection, checks: list[dict[str, Any]], valid: bool, checked: bool) -> dict:
