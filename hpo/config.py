@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -76,6 +76,57 @@ class WarmStart(_Section):
     allow_different_data: bool = Field(default=False, description="accept sources run on other data or model")
 
 
+class _Pruner(_Section):
+    """Stops training trials early from their validation loss at each evaluation interval (`train.eval_interval`,
+    in optimizer steps): one of Optuna's pruners, asked in the worker while the trial trains."""
+
+
+class MedianPruner(_Pruner):
+    """Optuna's `MedianPruner`: stop a trial whose validation loss is worse than the median of earlier trials' at
+    the same step."""
+
+    name: Literal["median"]
+    n_startup_trials: int = Field(default=4, ge=0, description="trials run to the end before any is pruned")
+    n_warmup_steps: int = Field(default=0, ge=0, description="steps of a trial before it may be pruned")
+    n_min_trials: int = Field(default=1, ge=1, description="trials reported at a step before it prunes there")
+
+
+class PercentilePruner(_Pruner):
+    """Optuna's `PercentilePruner`: stop a trial that is not in the best `percentile` % at the same step."""
+
+    name: Literal["percentile"]
+    percentile: float = Field(gt=0, lt=100, description="keep trials within the best this many percent")
+    n_startup_trials: int = Field(default=4, ge=0)
+    n_warmup_steps: int = Field(default=0, ge=0)
+    n_min_trials: int = Field(default=1, ge=1)
+
+
+class SuccessiveHalvingPruner(_Pruner):
+    """Optuna's `SuccessiveHalvingPruner` (asynchronous successive halving, ASHA): rungs at min_resource ×
+    reduction_factor^k steps; a trial goes on past a rung only within the best 1/reduction_factor there."""
+
+    name: Literal["asha"]
+    min_resource: int = Field(default=10, ge=1, description="steps at the first rung")
+    reduction_factor: int = Field(default=3, ge=2)
+    min_early_stopping_rate: int = Field(default=0, ge=0)
+    bootstrap_count: int = Field(default=0, ge=0, description="trials a rung waits for before it prunes")
+
+
+class HyperbandPruner(_Pruner):
+    """Optuna's `HyperbandPruner`: several successive-halving brackets from min_resource to `train.max_steps`."""
+
+    name: Literal["hyperband"]
+    min_resource: int = Field(default=10, ge=1, description="steps at the first rung")
+    reduction_factor: int = Field(default=3, ge=2)
+    bootstrap_count: int = Field(default=0, ge=0)
+
+
+Pruner = Annotated[
+    MedianPruner | PercentilePruner | SuccessiveHalvingPruner | HyperbandPruner, Field(discriminator="name")
+]
+PRUNERS = ("median", "percentile", "asha", "hyperband")
+
+
 class CampaignSection(_Section):
     """Who the campaign is and how it searches."""
 
@@ -114,6 +165,11 @@ class CampaignSection(_Section):
         "(tokens, or money with generate.price_per_1k) add up to this",
     )
     storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
+    pruner: Pruner | None = Field(
+        default=None,
+        description="multi-fidelity pruning of training trials on their validation loss (median, percentile, asha, "
+        "hyperband); the step a trial was stopped at is recorded with it, so a rebuild stops there too",
+    )
 
     @property
     def trains(self) -> bool:
@@ -129,6 +185,12 @@ class CampaignSection(_Section):
     def _check_budget(self) -> CampaignSection:
         if self.n_init > self.n_trials:
             raise ValueError(f"n_init ({self.n_init}) must be <= n_trials ({self.n_trials})")
+        if self.pruner is not None and not self.trains:
+            raise ValueError(
+                f"pruner: got {self.pruner.name!r} in a {self.kind} campaign; expected it in a finetune or joint "
+                "campaign only (it stops training on the validation loss; a generate campaign prunes with "
+                "generate.inference_budget)"
+            )
         if self.optimization_budget is not None and not self.generates:
             raise ValueError(
                 f"optimization_budget: got {self.optimization_budget:g} in a {self.kind} campaign; expected it in a "
@@ -500,7 +562,12 @@ def describe_error(err: ValidationError, raw: Any) -> str:
     e = err.errors()[0]
     # Drop pydantic's union tags (the dimension type) so the key reads like the YAML path.
     loc = [str(p) for p in e["loc"]]
-    loc = [p for i, p in enumerate(loc) if not (i == 2 and loc[0] == "space" and p in ("float", "int", "categorical"))]
+    loc = [
+        p
+        for i, p in enumerate(loc)
+        if not (i == 2 and loc[0] == "space" and p in ("float", "int", "categorical"))
+        and not (i == 2 and loc[:2] == ["campaign", "pruner"] and p in PRUNERS)
+    ]
     key = ".".join(loc) or "(top level)"
     msg = str(e["msg"]).removeprefix("Value error, ")
     if e["type"] == "missing":

@@ -7,7 +7,8 @@ Gradient accumulation is litgpt's `global_batch_size / micro_batch_size`. The st
 `train.json` (a DVC metric: tokens seen, final losses, state — no wall time, so a rebuild reproduces it byte
 for byte; the flow records times in `lineage.yaml`). A run whose loss becomes NaN or
 infinite is recorded as `state: failed` with the reason rather than raising, so the failure itself is a
-reproducible result and the campaign goes on.
+reproducible result and the campaign goes on. A trial that the campaign's pruner stopped (`campaign.pruner`) is
+trained to the step its record names and recorded as `state: pruned` (`hpo.search.pruning`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hpo.config import TrainSection
 from hpo.litgpt_cli import run_litgpt
 from hpo.record.layout import CampaignPaths, TrialPaths, stage_args
 from hpo.record.records import read_trial
+from hpo.search.pruning import Stop, stop_for
 from hpo.trials.cache import base_state, pin_threads
 
 
@@ -82,7 +84,9 @@ def finetune_config(train: TrainSection, checkpoint_dir: Path, data_dir: Path, o
     }
 
 
-def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: TrialPaths, seed: int) -> dict:
+def train_lora(
+    train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: TrialPaths, seed: int, stop: Stop | None = None
+) -> dict:
     """Fine-tunes a LoRA adapter and writes the trial's training artefacts.
 
     Args:
@@ -91,6 +95,10 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
         data_dir: folder with litgpt's `train.json` and `val.json`.
         out: the trial's paths; `adapter/`, `loss.csv` and `train.json` are written.
         seed: the trial's training seed.
+        stop: asked after each validation before the last step (`hpo.search.pruning`); when it names who stops the
+            trial, training ends there — on the learning-rate schedule of `train.max_steps`, so a trial stopped at
+            step s is the same whether a pruner stopped it or its record did — and the adapter of that step is
+            kept, with `state: pruned`.
 
     Returns:
         The content of `train.json`.
@@ -101,7 +109,8 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
             shutil.rmtree(path)
     config = finetune_config(train, checkpoint_dir, data_dir, work, seed)
     start = time.perf_counter()
-    with _warm_litgpt():
+    stopped: dict[str, Any] = {}
+    with _warm_litgpt(), _stopping(stop, train, stopped):
         run_litgpt("finetune_lora", config, out.dir / "finetune_lora.yaml")
     print(f"training loop: {time.perf_counter() - start:.1f} s", flush=True)  # in the trial's log only
 
@@ -117,13 +126,18 @@ def train_lora(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out: T
     val_losses = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
     tokens = max((int(r["tokens"] or 0) for r in rows), default=0)
     bad = next((r for r in rows if any(_nonfinite(r.get(k)) for k in ("loss", "val_loss"))), None)
+    state, reason = "complete", None
+    if bad:
+        state, reason = "failed", f"diverged: non-finite loss at iteration {int(bad['iter'] or 0)}"
+    elif stopped:
+        state, reason = "pruned", f"pruned at step {stopped['step']} of {train.max_steps} by {stopped['by']}"
     result: dict[str, Any] = {
-        "state": "failed" if bad else "complete",
-        "reason": f"diverged: non-finite loss at iteration {int(bad['iter'] or 0)}" if bad else None,
+        "state": state,
+        "reason": reason,
         "train_loss": _finite_or_none(train_losses[-1]) if train_losses else None,
         "val_loss": _finite_or_none(val_losses[-1]) if val_losses else None,
         "tokens": tokens,
-        "steps": train.max_steps,
+        "steps": stopped.get("step", train.max_steps),
     }
     out.train_metrics.write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -154,6 +168,42 @@ def _warm_litgpt() -> Iterator[None]:
         yield
     finally:
         lora.load_checkpoint, lora.merge_lora = litgpt_load, litgpt_merge
+
+
+@contextmanager
+def _stopping(stop: Stop | None, train: TrainSection, stopped: dict[str, Any]) -> Iterator[None]:
+    """Asks `stop` after each of litgpt's validations at an evaluation interval (every `train.eval_interval`
+    steps, before the last); when it answers, ends litgpt's training loop after that step — its loop leaves at
+    the next iteration once `train.epochs` is reached — and litgpt then validates and saves the adapter as at the
+    end of any run. Fills `stopped` with the step and who stopped it."""
+    if stop is None:
+        yield
+        return
+    import litgpt.finetune.lora as lora
+
+    litgpt_fit, litgpt_validate = lora.fit, lora.validate
+    loop: dict[str, Any] = {"validations": 0}
+
+    def fit(*args: Any, **kwargs: Any) -> Any:
+        loop["train"], loop["eval"] = kwargs["train"], kwargs["eval"]
+        return litgpt_fit(*args, **kwargs)
+
+    def validate(fabric: Any, model: Any, val_dataloader: Any, eval: Any, verbose: bool = True) -> Any:
+        val_loss = litgpt_validate(fabric, model, val_dataloader, eval, verbose=verbose)
+        if eval is loop.get("eval") and not stopped:  # an interval's validation (the first and final are copies)
+            loop["validations"] += 1
+            step = loop["validations"] * train.eval_interval
+            by = stop(step, float(val_loss)) if step < train.max_steps else None
+            if by:
+                stopped.update(step=step, by=by)
+                loop["train"].epochs = 0  # litgpt's loop stops at its next epoch check
+        return val_loss
+
+    lora.fit, lora.validate = fit, validate
+    try:
+        yield
+    finally:
+        lora.fit, lora.validate = litgpt_fit, litgpt_validate
 
 
 def read_litgpt_log(work: Path) -> list[dict[str, float | None]]:
@@ -212,6 +262,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict:
         paths.data,
         out,
         trial["seeds"]["train"],
+        stop_for(paths, params, trial_id, trial),
     )
 
 

@@ -14,6 +14,7 @@ from hpo.checkpoint import CheckpointError, check_checkpoint
 from hpo.config import load_params
 from hpo.data import DataError, read_records
 from hpo.record.layout import CampaignPaths
+from hpo.search.pruning import recorded_stop
 from stages.base_model import base_model
 from stages.merge_lora import merge_lora
 from stages.prepare_data import prepare_data
@@ -107,6 +108,44 @@ def test_diverging_training_is_a_recorded_failure(built: tuple[Path, CampaignPat
     result = train_lora(train, Path("campaigns/e2e/base_model"), Path("campaigns/e2e/data"), out, seed=1)
     assert result["state"] == "failed"
     assert result["reason"].startswith("diverged: non-finite loss")
+
+
+def test_a_pruned_trial_is_rebuilt_from_its_recorded_step(built: tuple[Path, CampaignPaths], monkeypatch) -> None:
+    """The pruner's decision is data: a trial a live pruner stopped at step 4 of 8 and the same trial stopped by its
+    record (`recorded_stop`, what `dvc repro` uses) write the same bytes; both trained on the 8-step schedule."""
+    ws, paths = built
+    monkeypatch.chdir(ws)
+    params = load_params(ROOT / "tests" / "params.e2e.yaml")
+    train = params.trial_train({"learning_rate": 0.02, "max_steps": 8, "eval_interval": 2})
+    asked: list[tuple[int, float]] = []
+
+    def pruner(step: int, loss: float) -> str | None:
+        asked.append((step, loss))
+        return "a test pruner" if step == 4 else None
+
+    runs = {}
+    for name, stop in (("t010", pruner), ("t011", recorded_stop({"step": 4, "by": "a test pruner"})), ("t012", None)):
+        out = paths.trial(name)
+        out.dir.mkdir(parents=True)
+        base, data = Path("campaigns/e2e/base_model"), Path("campaigns/e2e/data")
+        runs[name] = (out, train_lora(train, base, data, out, 1, stop))
+    (live_out, live), (rebuilt_out, rebuilt), (_, full) = runs.values()
+    assert [step for step, _ in asked] == [2, 4], "asked after each interval's validation until it stopped"
+    assert all(math.isfinite(loss) for _, loss in asked)
+    assert live == rebuilt
+    assert live["state"] == "pruned" and live["steps"] == 4
+    assert live["reason"] == "pruned at step 4 of 8 by a test pruner"
+    assert live["tokens"] < full["tokens"] and full["state"] == "complete" and full["steps"] == 8
+    weights = "lit_model.pth.lora"
+    assert (live_out.adapter / weights).read_bytes() == (rebuilt_out.adapter / weights).read_bytes()
+    assert live_out.loss_curve.read_text() == rebuilt_out.loss_curve.read_text()
+    # the learning rate followed the 8-step schedule: not the same as a 4-step run
+    short_train = params.trial_train({"learning_rate": 0.02, "max_steps": 4, "eval_interval": 2})
+    short = paths.trial("t013")
+    short.dir.mkdir(parents=True)
+    train_lora(short_train, Path("campaigns/e2e/base_model"), Path("campaigns/e2e/data"), short, 1)
+    a, b = (torch.load(d / "lit_model.pth.lora")["model"] for d in (short.adapter, live_out.adapter))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
 
 
 def test_malformed_data_names_the_line(tmp_path: Path) -> None:

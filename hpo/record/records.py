@@ -82,6 +82,8 @@ def record_trial(
         trials[trial] = {"params": recorded["params"], "seeds": seeds, "threads": recorded.get("threads", threads)}
         if recorded.get("budget"):  # a generation campaign's EcoOptiGen decision (rule 1), made before the trial ran
             trials[trial]["budget"] = recorded["budget"]
+        if recorded.get("pruned"):  # the pruner's decision, made while it trained: a run again stops there too
+            trials[trial]["pruned"] = recorded["pruned"]
         write_yaml(paths.trials, trials)
         registry = read_registry(paths.root)
         task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))
@@ -92,6 +94,15 @@ def record_trial(
                 entry["model"] = generation_model(paths.name, trial, kind)
             registry[section][stage_key(paths.name, trial)] = entry
         write_yaml(paths.root / REGISTRY, registry)
+
+
+def record_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -> None:
+    """Adds the pruner's decision (`{step, by}`) to a trial's record, while the trial trains: its training stage
+    depends on its record, so DVC records the trial with the step it stopped at and a rebuild stops there."""
+    with records_lock(paths.root):
+        trials = read_trials(paths)
+        trials[trial] = {**trials[trial], "pruned": decision}
+        write_yaml(paths.trials, trials)
 
 
 def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any]) -> None:

@@ -23,9 +23,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 HEARTBEAT_SECONDS = 30
 
 
-def open_study(paths: CampaignPaths, params: Params) -> optuna.Study:
+def open_study(paths: CampaignPaths, params: Params, repair: bool = True) -> optuna.Study:
     """Opens (or creates) the campaign's study: an RDB storage when `campaign.storage` is set (PostgreSQL for
-    several machines, with heartbeats so a dead worker's trials go stale), else the journal file."""
+    several machines, with heartbeats so a dead worker's trials go stale), else the journal file (whose torn last
+    record is cut off first unless `repair` is False: a trial worker opens it while the campaign writes)."""
     paths.dir.mkdir(parents=True, exist_ok=True)
     storage: optuna.storages.BaseStorage
     if params.campaign.storage:
@@ -39,15 +40,18 @@ def open_study(paths: CampaignPaths, params: Params) -> optuna.Study:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        repair_journal(paths.journal)
+        if repair:
+            repair_journal(paths.journal)
         storage = JournalStorage(JournalFileBackend(str(paths.journal)))
     from hpo.search.proposers import make_sampler  # the proposers read the study: imported here, not at the top
+    from hpo.search.pruning import make_pruner
 
     return optuna.create_study(
         study_name=params.campaign.name,
         storage=storage,
         direction=params.eval.direction,
         sampler=make_sampler(params, 0),
+        pruner=make_pruner(params),
         load_if_exists=True,
     )
 

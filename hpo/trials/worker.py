@@ -2,7 +2,8 @@
 
 The worker keeps its imports (litgpt, lightning, lm-eval) and what trials share (`hpo.trials.cache`) between
 trials; a trial is the kind's stage functions called one after the other — the very functions `python -m
-stages.<name>` runs — with their output in the trial's log, then `dvc commit` of exactly that trial's stages, so
+stages.<name>` runs — with their output in the trial's log (a training stage asking the campaign's pruner as it
+goes, `hpo.search.pruning`), then `dvc commit` of exactly that trial's stages, so
 dvc.lock and the DVC cache hold it as if `dvc repro` had run it, and `dvc repro` on a clean clone runs the stage
 commands and rebuilds the same bytes.
 
@@ -32,6 +33,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from hpo.record.dvc import StageError, commit
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import stage_key
+from hpo.search.pruning import asking
 from hpo.trials import cache, finetune
 from hpo.trials.kinds import kind_of
 
@@ -93,7 +95,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
     kind = kind_of(paths.load())
     kind.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
     stages = kind.stages()
-    with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log):
+    with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log), asking():
         for name, stage in stages:
             print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
             began = time.perf_counter()
