@@ -39,11 +39,21 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
         "warm_start_priors": int((table["state"] == "prior").sum()),
         "artefacts": artefacts(paths, params, best["trial"]) if best else None,
+        **(training_spend(table) if params.campaign.trains else {}),
         **(generation_spend(table, params) if params.campaign.generates else {}),
     }
     (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_history(table, summary, params.eval.direction, paths.report / "history.png")
     return summary
+
+
+def training_spend(table: pd.DataFrame) -> dict[str, Any]:
+    """A training campaign's spend: pruned trials, and the optimizer steps and tokens all trials trained."""
+    return {
+        "pruned": int(((table["state"] == "pruned") & ~table["baseline"]).sum()),
+        "train_steps": int(table["train_steps"].fillna(0).sum()),
+        "train_tokens": int(table["train_tokens"].fillna(0).sum()),
+    }
 
 
 def generation_spend(table: pd.DataFrame, params: Params) -> dict[str, Any]:

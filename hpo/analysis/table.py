@@ -2,7 +2,8 @@
 report all read.
 
 Columns: `trial`, `baseline`, `state` (complete, failed, pruned, running, or prior for a warm-start observation),
-`score`, `params.<name>` for each hyperparameter, `train_tokens`, `val_loss` (fine-tuning trials), `gen_tokens`
+`score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (the optimizer steps it trained:
+fewer than `train.max_steps` for a pruned trial) and `val_loss` (fine-tuning trials), `gen_tokens`
 and `inference_cost` (generation trials: the prompt and response tokens the trial's sampling spent, and its
 cost in the budget's units: tokens, or money with prices), `reason`, `warm_start_from`, and
 `wall_seconds` (the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so
@@ -25,6 +26,7 @@ COLUMNS = [
     "state",
     "score",
     "train_tokens",
+    "train_steps",
     "val_loss",
     "gen_tokens",
     "inference_cost",
@@ -35,7 +37,7 @@ COLUMNS = [
 # the columns it always had, so older records rebuild byte for byte).
 OTHER_KIND_COLUMNS = {
     "finetune": ["gen_tokens", "inference_cost"],
-    "generate": ["train_tokens", "val_loss"],
+    "generate": ["train_tokens", "train_steps", "val_loss"],
     "joint": [],  # a joint trial trains, then generates: both costs
 }
 
@@ -68,6 +70,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "score": scored.get("score") if scored else None,
                 **{f"params.{k}": v for k, v in record["params"].items()},
                 "train_tokens": trained.get("tokens") if trained else None,
+                "train_steps": trained.get("steps") if trained else None,
                 "val_loss": trained.get("val_loss") if trained else None,
                 "gen_tokens": (scored.get("cost") or {}).get("total_tokens") if scored else None,
                 "inference_cost": (scored.get("cost") or {}).get("inference_cost") if scored else None,
@@ -86,6 +89,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "score": prior["score"],
                 **{f"params.{k}": v for k, v in prior["params"].items()},
                 "train_tokens": None,
+                "train_steps": None,
                 "val_loss": None,
                 "gen_tokens": None,
                 "inference_cost": None,
