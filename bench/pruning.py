@@ -36,7 +36,11 @@ PRUNERS = {
 def run(ws: Path, params: Path) -> list[dict[str, str]]:
     env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect")}
     out = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--params", params.name], cwd=ws, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "flows.cli", "run", "--params", params.name],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if out.returncode:
         raise RuntimeError(f"campaign run --params {params.name} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
