@@ -92,6 +92,15 @@ class LiveTrials:
                 bar.set_postfix_str(f"loss {step.group(2)}")
 
 
+def _spent(spent: dict[str, float]) -> str:
+    """The campaign's running total after a trial: wall time, GPU-hours, training tokens, inference cost."""
+    parts = [f"{spent['wall_seconds']:.0f}s"] if spent.get("wall_seconds") else []
+    parts += [f"{spent['gpu_hours']:.2f} GPU-h"] if spent.get("gpu_hours") else []
+    parts += [f"{spent['train_tokens']:,.0f} train tok"] if spent.get("train_tokens") else []
+    parts += [f"{spent['inference_cost']:,.4g} inference"] if spent.get("inference_cost") else []
+    return f" (total {', '.join(parts)})" if parts else ""
+
+
 class Progress:
     """One line per finished trial: id, params, state, score, best so far."""
 
@@ -116,7 +125,8 @@ class Progress:
         score_text = f"{score:.4f}" if score is not None else "-"
         extra = f"  [{result.get('reason')}]" if result["state"] != "complete" else ""
         wall = f"{result['wall_seconds']:.0f}s" if result.get("wall_seconds") else ""
-        tqdm.write(f"{trial:>8}  {result['state']:<8} score={score_text}  {best}  {wall}  {shown}{extra}")
+        total = _spent(result.get("spent") or {})
+        tqdm.write(f"{trial:>8}  {result['state']:<8} score={score_text}  {best}  {wall}{total}  {shown}{extra}")
 
     def final(self, summary: dict[str, Any]) -> None:
         best = summary.get("best")

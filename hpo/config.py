@@ -127,6 +127,17 @@ Pruner = Annotated[
 PRUNERS = ("median", "percentile", "asha", "hyperband")
 
 
+class StopAfter(_Section):
+    """Budgets beside `n_trials`: the campaign stops proposing once the trials recorded so far spent any of them
+    (trials already running finish)."""
+
+    wall_seconds: float | None = Field(default=None, gt=0, description="the trials' wall time, all stages, summed")
+    train_tokens: int | None = Field(default=None, gt=0, description="the tokens all trials trained on")
+    gpu_hours: float | None = Field(
+        default=None, gt=0, description="the trials' wall time times the GPUs their worker used (0 on CPU)"
+    )
+
+
 class CampaignSection(_Section):
     """Who the campaign is and how it searches."""
 
@@ -165,6 +176,9 @@ class CampaignSection(_Section):
         "(tokens, or money with generate.price_per_1k) add up to this",
     )
     storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
+    stop_after: StopAfter = Field(
+        default=StopAfter(), description="stop proposing once the trials spent this wall time, tokens or GPU-hours"
+    )
     pruner: Pruner | None = Field(
         default=None,
         description="multi-fidelity pruning of training trials on their validation loss (median, percentile, asha, "
@@ -185,6 +199,11 @@ class CampaignSection(_Section):
     def _check_budget(self) -> CampaignSection:
         if self.n_init > self.n_trials:
             raise ValueError(f"n_init ({self.n_init}) must be <= n_trials ({self.n_trials})")
+        if self.stop_after.train_tokens is not None and not self.trains:
+            raise ValueError(
+                f"stop_after.train_tokens: got {self.stop_after.train_tokens} in a {self.kind} campaign, whose trials "
+                "train nothing; expected it in a finetune or joint campaign (optimization_budget counts inference)"
+            )
         if self.pruner is not None and not self.trains:
             raise ValueError(
                 f"pruner: got {self.pruner.name!r} in a {self.kind} campaign; expected it in a finetune or joint "

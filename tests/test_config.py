@@ -240,6 +240,39 @@ def test_generation_campaign_bad_values(tmp_path: Path, change: dict, expected: 
     assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
+SEARCH_BAD = [
+    ({"campaign.pruner": {"name": "sometimes"}}, "campaign.pruner: Input tag 'sometimes' found using 'name'"),
+    ({"campaign.pruner": {"name": "asha", "min_resource": 0}}, "campaign.pruner.min_resource: got 0"),
+    ({"campaign.pruner": {"name": "median", "percentile": 25}}, "campaign.pruner.percentile: unknown key"),
+    ({"campaign.pruner": {"name": "percentile"}}, "campaign.pruner.percentile: missing"),
+    ({"campaign.stop_after": {"wall_seconds": 0}}, "campaign.stop_after.wall_seconds: got 0"),
+    ({"campaign.stop_after": {"hours": 2}}, "campaign.stop_after.hours: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("change", "expected"), SEARCH_BAD, ids=[b[1][:40] for b in SEARCH_BAD])
+def test_pruner_and_budget_bad_values(tmp_path: Path, change: dict, expected: str) -> None:
+    with pytest.raises(ParamsError) as err:
+        load_params(_with(tmp_path, change))
+    assert expected in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_pruner_and_training_budget_are_refused_where_nothing_trains(tmp_path: Path) -> None:
+    for change, expected in (
+        ({"campaign.pruner": {"name": "median"}}, "campaign: pruner: got 'median' in a generate campaign"),
+        ({"campaign.stop_after": {"train_tokens": 10}}, "campaign: stop_after.train_tokens: got 10 in a generate"),
+    ):
+        with pytest.raises(ParamsError) as err:
+            load_params(_with(tmp_path, change, base="params.generation.yaml"))
+        assert expected in str(err.value), str(err.value)
+    params = load_params(_with(tmp_path, {"campaign.pruner": {"name": "hyperband"}}))
+    from hpo.search.pruning import describe, make_pruner
+
+    pruner = make_pruner(params)
+    assert type(pruner).__name__ == "HyperbandPruner" and pruner._max_resource == params.train.max_steps
+    assert describe(params) == "campaign.pruner hyperband (min_resource=10, reduction_factor=3, bootstrap_count=0)"
+
+
 JOINT_BAD = [
     ({"space.top_k": {"type": "int", "low": 0, "high": 5}}, "space.top_k: value 0 is not a valid top_k"),
     ({"space.lora_r": {"type": "int", "low": 0, "high": 4}}, "space.lora_r: value 0 is not a valid lora_r"),

@@ -34,11 +34,23 @@ def _pruned_params(ws: Path) -> Path:
     return path
 
 
+def _budget_params(ws: Path) -> Path:
+    raw = yaml.safe_load((ws / "tests/params.e2e.yaml").read_text())
+    raw["campaign"].update({"name": "tok", "n_trials": 4, "n_init": 2, "baseline": False})
+    raw["campaign"]["stop_after"] = {"train_tokens": 1, "wall_seconds": 10**6}
+    raw["train"].update({"max_steps": 4, "eval_interval": 4})
+    path = ws / "tok.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = make_workspace(tmp_path_factory.mktemp("pruning") / "ws")
-    done = _campaign(ws, "run", "--params", _pruned_params(ws).name)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for params in (_pruned_params(ws), _budget_params(ws)):
+        done = _campaign(ws, "run", "--params", params.name)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        (ws / f"{params.stem}.out").write_text(done.stdout)
     return ws
 
 
@@ -76,6 +88,22 @@ def test_pruned_trials_are_recorded_with_the_step_they_reached(workspace: Path) 
     assert page.count("pruned at step") == len(pruned), "the HTML report's trials table says why"
 
 
+def test_a_training_budget_stops_proposing_and_totals_are_shown(workspace: Path) -> None:
+    """`campaign.stop_after.train_tokens`: the first trial spends the budget, so no other is proposed; the running
+    totals are in trials.csv (training tokens, in trial order) and the progress line (wall time and tokens)."""
+    paths = CampaignPaths("tok", workspace)
+    rows = list(csv.DictReader((paths.report / "trials.csv").open()))
+    assert [r["trial"] for r in rows] == ["t000"]
+    tokens = int(rows[0]["train_tokens"])
+    assert float(rows[0]["train_tokens_total"]) == tokens > 0
+    out = (workspace / "tok.out").read_text()
+    assert f"stopped proposing: campaign.stop_after.train_tokens: {tokens} of 1 spent" in out
+    assert f"{tokens:,} train tok)" in out
+    pruned = list(csv.DictReader((CampaignPaths("prn", workspace).report / "trials.csv").open()))
+    totals = [float(r["train_tokens_total"]) for r in pruned]
+    assert totals == [sum(int(r["train_tokens"]) for r in pruned[: i + 1]) for i in range(len(pruned))]
+
+
 def test_a_clean_clone_rebuilds_the_pruned_trials_byte_for_byte(workspace: Path, tmp_path: Path) -> None:
     """The pruning decisions are in trials.yaml: `dvc repro -f` on a clean clone trains each pruned trial to its
     recorded step (no study, no pruner) and every record — dvc.lock's adapter hashes, train.json, loss.csv,
@@ -86,7 +114,7 @@ def test_a_clean_clone_rebuilds_the_pruned_trials_byte_for_byte(workspace: Path,
     clone = tmp_path / "clone"
     _git(tmp_path, "clone", "-q", str(workspace), str(clone))
     assert not (clone / ".dvc/cache").exists()
-    out = _dvc(clone, "repro", "-f", "report@prn")
+    out = _dvc(clone, "repro", "-f", "report@prn", "report@tok")
     assert "Running stage 'train_lora@prn-t002'" in out
     assert _git(clone, "status", "--porcelain") == "", _git(clone, "diff", "--stat")
     for tid in yaml.safe_load((clone / "campaigns/prn/trials.yaml").read_text()):

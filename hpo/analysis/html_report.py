@@ -125,7 +125,17 @@ def _trials_table(table: pd.DataFrame) -> str:
     """Every searched trial with its state, score, costs and, for a failed or pruned one, why."""
     columns = [
         c
-        for c in ("trial", "state", "score", "train_tokens", "val_loss", "gen_tokens", "inference_cost", "reason")
+        for c in (
+            "trial",
+            "state",
+            "score",
+            "train_tokens",
+            "train_steps",
+            "val_loss",
+            "gen_tokens",
+            "inference_cost",
+            "reason",
+        )
         if c in table.columns
     ]
     return table[columns].to_html(index=False, border=0, classes="trials", na_rep="", float_format=lambda x: f"{x:.4g}")

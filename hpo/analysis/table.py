@@ -6,6 +6,7 @@ Columns: `trial`, `baseline`, `state` (complete, failed, pruned, running, or pri
 fewer than `train.max_steps` for a pruned trial) and `val_loss` (fine-tuning trials), `gen_tokens`
 and `inference_cost` (generation trials: the prompt and response tokens the trial's sampling spent, and its
 cost in the budget's units: tokens, or money with prices), `reason`, `warm_start_from`, and
+`train_tokens_total` and `inference_cost_total` (the campaign's running totals, in trial order), and
 `wall_seconds` (the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so
 the report keeps it out of `trials.csv`, which a rebuild reproduces byte for byte).
 """
@@ -40,6 +41,9 @@ OTHER_KIND_COLUMNS = {
     "generate": ["train_tokens", "train_steps", "val_loss"],
     "joint": [],  # a joint trial trains, then generates: both costs
 }
+
+
+RUNNING_TOTALS = ("train_tokens", "inference_cost")
 
 
 def cost_column(table: pd.DataFrame) -> str:
@@ -104,7 +108,13 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
         given = [row[column] for row in rows if row.get(column) is not None]
         if len(given) < len(rows) and given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
             table[column] = table[column].astype("Int64")  # an int setting unset in some trial (top_k: null)
-    return table.drop(columns=OTHER_KIND_COLUMNS[kind])
+    table = table.drop(columns=OTHER_KIND_COLUMNS[kind])
+    ran = table["state"] != "prior"
+    for cost in RUNNING_TOTALS:
+        if cost in table.columns:  # the campaign's running total, in trial order (a rebuild gives the same)
+            total = table[cost].where(ran).astype(float).fillna(0).cumsum().where(ran)
+            table.insert(table.columns.get_loc(cost) + 1, f"{cost}_total", total)
+    return table
 
 
 def searched(table: pd.DataFrame) -> pd.DataFrame:

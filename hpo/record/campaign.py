@@ -42,6 +42,7 @@ COSTS = (
     "ran_on",
     "worker_loads",
     "worker_rss_mb",
+    "gpus",  # the GPUs the trial's worker used (campaign.stop_after.gpu_hours)
     "sampled_tokens",  # generation trials: response tokens sampled in this run
     "reused_responses",  # and responses reused from the worker's earlier trials (EcoOptiGen's rule 3)
 )
@@ -151,9 +152,8 @@ class Campaign:
             started = own_trials(self.study, (*FINISHED, optuna.trial.TrialState.RUNNING))
             if len(started) >= self.params.campaign.n_trials:
                 return None
-            budget = self.params.campaign.optimization_budget
-            if budget is not None and (spent := self.spent()) >= budget:
-                self.stop_reason = f"campaign.optimization_budget: {spent:g} of {budget:g} spent"
+            self.stop_reason = self.budget_spent()
+            if self.stop_reason:
                 return None
             study_trial = ask(self.study, self.params)
             claim(study_trial)
@@ -194,7 +194,7 @@ class Campaign:
                 trial.study_trial.set_user_attr("fail_reason", result["reason"])
                 self.study.tell(trial.study_trial, state=optuna.trial.TrialState.FAIL)
         trial.result = result
-        return result
+        return {**result, "spent": self.spent()}  # the campaign's running total, for the progress line
 
     def _rule1(self, values: dict[str, Any]) -> dict[str, Any] | None:
         """EcoOptiGen's rule 1 for a generation trial about to be recorded, from the trials finished so far:
@@ -230,13 +230,34 @@ class Campaign:
         }
         return {"decision": decision, "reason": reasons[decision]}
 
-    def spent(self) -> float:
-        """The inference cost of the trials recorded so far (tokens, or money with prices): what counts against
-        `campaign.optimization_budget`."""
-        return sum(
-            float(((read_json(self.paths.trial(t).metrics) or {}).get("cost") or {}).get("inference_cost") or 0)
-            for t in read_trials(self.paths)
-        )
+    def spent(self) -> dict[str, float]:
+        """What the trials recorded so far spent: their wall seconds and GPU-hours (lineage.yaml), the tokens they
+        trained on (train.json) and their inference cost (metrics.json: tokens, or money with prices)."""
+        lineage = read_yaml(self.paths.lineage, {})
+        total = dict.fromkeys(("wall_seconds", "gpu_hours", "train_tokens", "inference_cost"), 0.0)
+        for t in read_trials(self.paths):
+            costs = lineage.get(t) or {}
+            total["wall_seconds"] += float(costs.get("wall_seconds") or 0)
+            total["gpu_hours"] += float(costs.get("wall_seconds") or 0) * int(costs.get("gpus") or 0) / 3600
+            total["train_tokens"] += float((read_json(self.paths.trial(t).train_metrics) or {}).get("tokens") or 0)
+            cost = (read_json(self.paths.trial(t).metrics) or {}).get("cost") or {}
+            total["inference_cost"] += float(cost.get("inference_cost") or 0)
+        return total
+
+    def budget_spent(self) -> str | None:
+        """Which budget beside n_trials the trials spent (`campaign.stop_after`, `campaign.optimization_budget`),
+        and how much of it; None while none is."""
+        c = self.params.campaign
+        limits = {f"campaign.stop_after.{k}": (k, v) for k, v in c.stop_after.model_dump().items() if v is not None}
+        if c.optimization_budget is not None:
+            limits["campaign.optimization_budget"] = ("inference_cost", c.optimization_budget)
+        if not limits:
+            return None
+        spent = self.spent()
+        for key, (cost, limit) in limits.items():
+            if spent[cost] >= limit:
+                return f"{key}: {spent[cost]:g} of {limit:g} spent"
+        return None
 
     def _failure(self, trial: str, err: Exception) -> dict[str, Any]:
         lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]

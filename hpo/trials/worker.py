@@ -121,7 +121,15 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
     metrics["interrupted"] = interrupted
     metrics["worker_loads"] = dict(cache.loads)  # what this worker has built so far (base model: once)
     metrics["worker_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # after the trial's release
+    metrics["gpus"] = _gpus()
     return {**metrics, **spent}
+
+
+def _gpus() -> int:
+    """The GPUs this worker's trials compute on: those torch sees (one per worker under dask-cuda)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 @contextmanager
