@@ -124,6 +124,8 @@ class Progress:
         best = f"best={self.best[0]:.4f} ({self.best[1]})" if self.best else "best=-"
         score_text = f"{score:.4f}" if score is not None else "-"
         extra = f"  [{result.get('reason')}]" if result["state"] != "complete" else ""
+        if result.get("feasible") is False:
+            extra += "  [infeasible: over campaign.constraints]"
         wall = f"{result['wall_seconds']:.0f}s" if result.get("wall_seconds") else ""
         total = _spent(result.get("spent") or {})
         tqdm.write(f"{trial:>8}  {result['state']:<8} score={score_text}  {best}  {wall}{total}  {shown}{extra}")
@@ -147,6 +149,11 @@ class Progress:
             print("params: " + ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items()))
             for kind, path in (summary.get("artefacts") or {}).items():
                 print(f"  {kind:<8} {path}")
+        if summary.get("pareto_front"):
+            names = list(summary["objectives"])
+            print(f"Pareto front ({', '.join(f'{n} {d}' for n, d in summary['objectives'].items())}):")
+            for point in summary["pareto_front"]:
+                print(f"  {point['trial']:>8}  " + "  ".join(f"{n}={_short(point[n])}" for n in names))
         print(f"report: campaigns/{summary['campaign']}/report/ (trials.csv, best.json, history.png)")
 
 

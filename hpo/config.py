@@ -176,6 +176,21 @@ class CampaignSection(_Section):
         "(tokens, or money with generate.price_per_1k) add up to this",
     )
     storage: str | None = Field(default=None, description="Optuna RDB URL (postgresql://…); a journal file if unset")
+    objectives: list[Literal["score", "train_tokens", "train_steps", "lora_params", "gen_tokens", "inference_cost"]] = (
+        Field(
+            default=["score"],
+            min_length=1,
+            description="what the study optimises: the score (eval.direction) first, then costs to minimise; more "
+            "than one makes a multi-objective campaign with a Pareto front",
+        )
+    )
+    constraints: dict[
+        Literal["wall_seconds", "worker_rss_mb", "train_tokens", "gen_tokens", "inference_cost"], float
+    ] = Field(
+        default_factory=dict,
+        description="upper limits on a trial's costs; a trial over any is recorded infeasible, and the sampler "
+        "is told (Optuna's constraints_func)",
+    )
     stop_after: StopAfter = Field(
         default=StopAfter(), description="stop proposing once the trials spent this wall time, tokens or GPU-hours"
     )
@@ -195,10 +210,44 @@ class CampaignSection(_Section):
         """Whether a trial samples with generation settings and scores their utility (generate, joint)."""
         return self.kind in ("generate", "joint")
 
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has more than one objective (a Pareto front rather than one best)."""
+        return len(self.objectives) > 1
+
+    def _check_objectives(self) -> None:
+        from hpo.search.objectives import GENERATION, TRAINING
+
+        if self.objectives[0] != "score" or len(set(self.objectives)) < len(self.objectives):
+            raise ValueError(f"objectives: got {self.objectives}; expected score first, then costs, each once")
+        for name in [*self.objectives, *self.constraints]:
+            if (name in TRAINING and not self.trains) or (name in GENERATION and not self.generates):
+                raise ValueError(
+                    f"{'objectives' if name in self.objectives else 'constraints'}: {name} is not a cost of a "
+                    f"{self.kind} trial; expected one of the kind's costs"
+                )
+        for name, limit in self.constraints.items():
+            if not limit > 0:
+                raise ValueError(f"constraints.{name}: got {limit}; expected a limit > 0")
+        if self.multi_objective:
+            refused = {
+                "sampler skopt": self.sampler == "skopt",
+                "a pruner": self.pruner is not None,
+                "warm_start.campaigns": bool(self.warm_start.campaigns),
+            }
+            for what, found in refused.items():
+                if found:
+                    raise ValueError(
+                        f"objectives: {self.objectives} makes a multi-objective campaign, which does not take {what} "
+                        "(Optuna's pruners and scikit-optimize are single-objective; priors carry one score); "
+                        "expected one objective, or none of it"
+                    )
+
     @model_validator(mode="after")
     def _check_budget(self) -> CampaignSection:
         if self.n_init > self.n_trials:
             raise ValueError(f"n_init ({self.n_init}) must be <= n_trials ({self.n_trials})")
+        self._check_objectives()
         if self.stop_after.train_tokens is not None and not self.trains:
             raise ValueError(
                 f"stop_after.train_tokens: got {self.stop_after.train_tokens} in a {self.kind} campaign, whose trials "

@@ -18,6 +18,7 @@ from hpo.analysis.table import best_trial, trials_table
 from hpo.config import Params
 from hpo.record.files import plain
 from hpo.record.layout import CampaignPaths, stage_args
+from hpo.search.objectives import directions
 
 
 def report(paths: CampaignPaths) -> dict[str, Any]:
@@ -39,12 +40,23 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
         "warm_start_priors": int((table["state"] == "prior").sum()),
         "artefacts": artefacts(paths, params, best["trial"]) if best else None,
+        **(pareto(table, params) if params.campaign.multi_objective else {}),
         **(training_spend(table) if params.campaign.trains else {}),
         **(generation_spend(table, params) if params.campaign.generates else {}),
     }
     (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_history(table, summary, params.eval.direction, paths.report / "history.png")
     return summary
+
+
+def pareto(table: pd.DataFrame, params: Params) -> dict[str, Any]:
+    """A multi-objective campaign's objectives and its Pareto front: each trial on it with its values."""
+    names = params.campaign.objectives
+    front = table[table["pareto"]]
+    return {
+        "objectives": {name: d for name, d in zip(names, directions(names, params.eval.direction), strict=True)},
+        "pareto_front": [{"trial": row["trial"], **{n: plain(row[n]) for n in names}} for _, row in front.iterrows()],
+    }
 
 
 def training_spend(table: pd.DataFrame) -> dict[str, Any]:

@@ -4,9 +4,9 @@ The trial's hyperparameters are applied to the campaign's fixed training setting
 config YAML (kept beside the adapter, so `litgpt finetune_lora --config adapter/finetune_lora.yaml` replays it).
 Gradient accumulation is litgpt's `global_batch_size / micro_batch_size`. The stage writes the adapter
 (`lit_model.pth.lora` and the checkpoint's config files), the train/validation loss curve (a DVC plot) and
-`train.json` (a DVC metric: tokens seen, final losses, state — no wall time, so a rebuild reproduces it byte
-for byte; the flow records times in `lineage.yaml`). A run whose loss becomes NaN or
-infinite is recorded as `state: failed` with the reason rather than raising, so the failure itself is a
+`train.json` (a DVC metric: tokens seen, steps, LoRA weights, final losses, state — no wall time, so a rebuild
+reproduces it byte for byte; the flow records times in `lineage.yaml`). A run whose loss becomes NaN or infinite
+is recorded as `state: failed` with the reason rather than raising, so the failure itself is a
 reproducible result and the campaign goes on. A trial that the campaign's pruner stopped (`campaign.pruner`) is
 trained to the step its record names and recorded as `state: pruned` (`hpo.search.pruning`).
 """
@@ -138,9 +138,18 @@ def train_lora(
         "val_loss": _finite_or_none(val_losses[-1]) if val_losses else None,
         "tokens": tokens,
         "steps": stopped.get("step", train.max_steps),
+        "lora_params": lora_params(out.adapter / "lit_model.pth.lora"),
     }
     out.train_metrics.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def lora_params(weights: Path) -> int:
+    """The number of LoRA weights an adapter holds (the size a multi-objective campaign may minimise)."""
+    import torch
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    return int(sum(t.numel() for t in state.get("model", state).values()))
 
 
 @contextmanager

@@ -247,6 +247,19 @@ SEARCH_BAD = [
     ({"campaign.pruner": {"name": "percentile"}}, "campaign.pruner.percentile: missing"),
     ({"campaign.stop_after": {"wall_seconds": 0}}, "campaign.stop_after.wall_seconds: got 0"),
     ({"campaign.stop_after": {"hours": 2}}, "campaign.stop_after.hours: unknown key"),
+    ({"campaign.objectives": ["lora_params", "score"]}, "campaign: objectives: got ['lora_params', 'score']"),
+    ({"campaign.objectives": ["score", "gen_tokens"]}, "campaign: objectives: gen_tokens is not a cost of a finetune"),
+    ({"campaign.objectives": ["score", "latency"]}, "campaign.objectives.1: got 'latency'"),
+    ({"campaign.constraints": {"train_tokens": -1}}, "campaign: constraints.train_tokens: got -1.0"),
+    ({"campaign.constraints": {"gpu_memory": 1}}, "campaign.constraints.gpu_memory"),
+    (
+        {"campaign.objectives": ["score", "train_tokens"], "campaign.pruner": {"name": "median"}},
+        "makes a multi-objective campaign, which does not take a pruner",
+    ),
+    (
+        {"campaign.objectives": ["score", "train_tokens"], "campaign.sampler": "skopt"},
+        "which does not take sampler skopt",
+    ),
 ]
 
 

@@ -76,3 +76,39 @@ def test_design_is_enqueued_once(tmp_path: Path) -> None:
     reopened = open_study(paths, params)
     assert enqueue_design(reopened, points) == 0
     assert len(reopened.trials) == 3
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "random"])
+def test_a_multi_objective_strategy_finds_the_pareto_front_the_report_computes(sampler: str) -> None:
+    """Two objectives (maximise a score, minimise a cost) through the campaign's strategy with a constraint: the
+    study's Pareto front (Optuna's, of the feasible trials) is the one `pareto_front` computes from a table."""
+    import optuna
+    import pandas as pd
+
+    from hpo.search.objectives import pareto_front
+    from hpo.search.space import FloatDimension
+
+    space = {"x": FloatDimension(type="float", low=0.0, high=1.0), "y": FloatDimension(type="float", low=0.0, high=1.0)}
+    search = Search(space, sampler=sampler, n_init=4, seed=3, objectives=("score", "cost"))
+    strategy = Strategy(search)
+    rows = []
+    for i in range(16):
+        trial = strategy.ask()
+        x, y = trial.params["x"], trial.params["y"]
+        score, cost = 1 - (x - 0.3) ** 2 - y, x + 0.5 * y  # more score costs more
+        trial.set_constraint("cost", cost - 0.9)
+        strategy.tell(trial, [score, cost])
+        rows.append(
+            {
+                "trial": f"t{i:03d}",
+                "baseline": False,
+                "state": "complete",
+                "score": score,
+                "cost": cost,
+                "feasible": cost <= 0.9,
+            }
+        )
+    front = pareto_front(pd.DataFrame(rows), ["score", "cost"], "maximize")
+    # Optuna's own front of a constrained study holds only feasible trials
+    assert sorted(front) == sorted(f"t{t.number:03d}" for t in strategy.study.best_trials) and front
+    assert strategy.study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]

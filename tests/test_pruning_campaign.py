@@ -44,10 +44,23 @@ def _budget_params(ws: Path) -> Path:
     return path
 
 
+TOKEN_LIMIT = 2500  # 8 steps of 4 examples: ~1,870 tokens with gradient accumulation 1, ~3,740 with 2
+
+
+def _objectives_params(ws: Path) -> Path:
+    raw = yaml.safe_load((ws / "tests/params.e2e.yaml").read_text())
+    raw["campaign"].update({"name": "mo", "n_trials": 5, "n_init": 2})
+    raw["campaign"].update({"objectives": ["score", "lora_params"], "constraints": {"train_tokens": TOKEN_LIMIT}})
+    raw["train"].update({"max_steps": 8, "eval_interval": 8})
+    path = ws / "mo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ws = make_workspace(tmp_path_factory.mktemp("pruning") / "ws")
-    for params in (_pruned_params(ws), _budget_params(ws)):
+    for params in (_pruned_params(ws), _budget_params(ws), _objectives_params(ws)):
         done = _campaign(ws, "run", "--params", params.name)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         (ws / f"{params.stem}.out").write_text(done.stdout)
@@ -104,6 +117,45 @@ def test_a_training_budget_stops_proposing_and_totals_are_shown(workspace: Path)
     assert totals == [sum(int(r["train_tokens"]) for r in pruned[: i + 1]) for i in range(len(pruned))]
 
 
+def test_a_multi_objective_campaign_with_a_constraint(workspace: Path) -> None:
+    """Score and LoRA weights as objectives, training tokens capped: the study is told both values, the sampler
+    the violations; infeasible trials are recorded and shown as such; the Pareto front is that of the feasible
+    complete trials, in best.json, trials.csv and the run's output."""
+    paths = CampaignPaths("mo", workspace)
+    study = open_study(paths, load_params(paths.params))
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    rows = {r["trial"]: r for r in csv.DictReader((paths.report / "trials.csv").open())}
+    lineage = yaml.safe_load(paths.lineage.read_text())
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        tid = t.user_attrs["trial_id"]
+        trained = json.loads(paths.trial(tid).train_metrics.read_text())
+        assert t.values == [pytest.approx(float(rows[tid]["score"])), trained["lora_params"]]
+        feasible = trained["tokens"] <= TOKEN_LIMIT
+        assert lineage[tid]["feasible"] is feasible and rows[tid]["feasible"] == str(feasible)
+        assert t.constraints == {"train_tokens": trained["tokens"] - TOKEN_LIMIT}, "what the sampler reads"
+    verdicts = {tid: r["feasible"] for tid, r in rows.items() if tid != "baseline"}
+    assert set(verdicts.values()) == {"True", "False"}, f"both kinds of trial in this campaign: {verdicts}"
+    best = json.loads((paths.report / "best.json").read_text())
+    assert rows[best["best"]["trial"]]["feasible"] == "True"
+    candidates = [r for t, r in rows.items() if t != "baseline" and r["feasible"] == "True"]
+    front = {
+        r["trial"]
+        for r in candidates
+        if not any(
+            float(o["score"]) >= float(r["score"])
+            and int(o["lora_params"]) <= int(r["lora_params"])
+            and (float(o["score"]), int(o["lora_params"])) != (float(r["score"]), int(r["lora_params"]))
+            for o in candidates
+        )
+    }
+    assert {p["trial"] for p in best["pareto_front"]} == front == {t for t, r in rows.items() if r["pareto"] == "True"}
+    assert best["objectives"] == {"score": "maximize", "lora_params": "minimize"}
+    out = (workspace / "mo.out").read_text()
+    assert "Pareto front (score maximize, lora_params minimize):" in out
+    infeasible = [r["feasible"] for r in rows.values()].count("False")  # the baseline (batch 16) among them
+    assert out.count("[infeasible: over campaign.constraints]") == infeasible
+
+
 def test_a_clean_clone_rebuilds_the_pruned_trials_byte_for_byte(workspace: Path, tmp_path: Path) -> None:
     """The pruning decisions are in trials.yaml: `dvc repro -f` on a clean clone trains each pruned trial to its
     recorded step (no study, no pruner) and every record — dvc.lock's adapter hashes, train.json, loss.csv,
@@ -114,7 +166,7 @@ def test_a_clean_clone_rebuilds_the_pruned_trials_byte_for_byte(workspace: Path,
     clone = tmp_path / "clone"
     _git(tmp_path, "clone", "-q", str(workspace), str(clone))
     assert not (clone / ".dvc/cache").exists()
-    out = _dvc(clone, "repro", "-f", "report@prn", "report@tok")
+    out = _dvc(clone, "repro", "-f", "report@prn", "report@tok", "report@mo")
     assert "Running stage 'train_lora@prn-t002'" in out
     assert _git(clone, "status", "--porcelain") == "", _git(clone, "diff", "--stat")
     for tid in yaml.safe_load((clone / "campaigns/prn/trials.yaml").read_text()):

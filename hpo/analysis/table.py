@@ -3,10 +3,12 @@ report all read.
 
 Columns: `trial`, `baseline`, `state` (complete, failed, pruned, running, or prior for a warm-start observation),
 `score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (the optimizer steps it trained:
-fewer than `train.max_steps` for a pruned trial) and `val_loss` (fine-tuning trials), `gen_tokens`
+fewer than `train.max_steps` for a pruned trial), `lora_params` (the adapter's weights) and `val_loss` (fine-tuning
+trials), `gen_tokens`
 and `inference_cost` (generation trials: the prompt and response tokens the trial's sampling spent, and its
 cost in the budget's units: tokens, or money with prices), `reason`, `warm_start_from`, and
-`train_tokens_total` and `inference_cost_total` (the campaign's running totals, in trial order), and
+`train_tokens_total` and `inference_cost_total` (the campaign's running totals, in trial order), `feasible`
+(with `campaign.constraints`) and `pareto` (on the Pareto front, with several `campaign.objectives`), and
 `wall_seconds` (the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so
 the report keeps it out of `trials.csv`, which a rebuild reproduces byte for byte).
 """
@@ -28,6 +30,7 @@ COLUMNS = [
     "score",
     "train_tokens",
     "train_steps",
+    "lora_params",
     "val_loss",
     "gen_tokens",
     "inference_cost",
@@ -38,7 +41,7 @@ COLUMNS = [
 # the columns it always had, so older records rebuild byte for byte).
 OTHER_KIND_COLUMNS = {
     "finetune": ["gen_tokens", "inference_cost"],
-    "generate": ["train_tokens", "train_steps", "val_loss"],
+    "generate": ["train_tokens", "train_steps", "lora_params", "val_loss"],
     "joint": [],  # a joint trial trains, then generates: both costs
 }
 
@@ -75,6 +78,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 **{f"params.{k}": v for k, v in record["params"].items()},
                 "train_tokens": trained.get("tokens") if trained else None,
                 "train_steps": trained.get("steps") if trained else None,
+                "lora_params": trained.get("lora_params") if trained else None,
                 "val_loss": trained.get("val_loss") if trained else None,
                 "gen_tokens": (scored.get("cost") or {}).get("total_tokens") if scored else None,
                 "inference_cost": (scored.get("cost") or {}).get("inference_cost") if scored else None,
@@ -94,6 +98,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 **{f"params.{k}": v for k, v in prior["params"].items()},
                 "train_tokens": None,
                 "train_steps": None,
+                "lora_params": None,
                 "val_loss": None,
                 "gen_tokens": None,
                 "inference_cost": None,
@@ -102,7 +107,8 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "wall_seconds": None,
             }
         )
-    kind = (source.yaml(f"{source.dir}/params.yaml", {}).get("campaign") or {}).get("kind") or "finetune"
+    declared = source.yaml(f"{source.dir}/params.yaml", {})
+    kind = (declared.get("campaign") or {}).get("kind") or "finetune"
     table = pd.DataFrame(rows, columns=None if rows else [*COLUMNS, "wall_seconds"])
     for column in [c for c in table.columns if c.startswith("params.")]:
         given = [row[column] for row in rows if row.get(column) is not None]
@@ -114,6 +120,23 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
         if cost in table.columns:  # the campaign's running total, in trial order (a rebuild gives the same)
             total = table[cost].where(ran).astype(float).fillna(0).cumsum().where(ran)
             table.insert(table.columns.get_loc(cost) + 1, f"{cost}_total", total)
+    return _objectives_columns(table, declared, lineage)
+
+
+def _objectives_columns(table: pd.DataFrame, declared: dict, lineage: dict) -> pd.DataFrame:
+    """`feasible` (the verdict recorded when the trial finished) in a campaign with constraints, and `pareto`
+    (on the Pareto front of its objectives) in a multi-objective one."""
+    campaign = declared.get("campaign") or {}
+    if campaign.get("constraints"):
+        verdicts = [(lineage.get(t) or {}).get("feasible") for t in table["trial"]]
+        table.insert(table.columns.get_loc("reason"), "feasible", pd.array(verdicts, dtype="boolean"))
+    chosen = campaign.get("objectives") or ["score"]
+    if len(chosen) > 1:
+        from hpo.search.objectives import pareto_front
+
+        direction = (declared.get("eval") or {}).get("direction", "maximize")
+        front = set(pareto_front(table, chosen, direction))
+        table.insert(table.columns.get_loc("reason"), "pareto", table["trial"].isin(front))
     return table
 
 
@@ -130,6 +153,8 @@ def param_names(table: pd.DataFrame) -> list[str]:
 def best_trial(table: pd.DataFrame, direction: str) -> dict[str, Any] | None:
     """The best complete searched trial (the baseline and priors are not candidates)."""
     done = table[(table["state"] == "complete") & ~table["baseline"].astype(bool) & table["score"].notna()]
+    if "feasible" in done.columns:  # over a constraint: recorded, never the best
+        done = done[done["feasible"].fillna(False).astype(bool)]
     if done.empty:
         return None
     row = done.loc[done["score"].idxmax() if direction == "maximize" else done["score"].idxmin()]

@@ -31,6 +31,7 @@ from hpo.record.layout import BASELINE, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
 from hpo.record.records import read_trials, record_failure, record_lineage, record_trial, start_campaign
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
+from hpo.search import objectives
 from hpo.search.ecooptigen import Knowledge, region
 from hpo.search.proposers import ask, enqueue_design
 from hpo.search.warm_start import warm_start
@@ -178,23 +179,34 @@ class Campaign:
         if result.get("interrupted"):  # a worker died in the middle of it and the engine ran it again
             earlier = read_yaml(self.paths.lineage, {}).get(trial.id, {}).get("interrupted", 0)
             costs["interrupted"] = int(earlier) + int(result["interrupted"])
+        constraints = self.params.campaign.constraints
+        spent = objectives.trial_costs(read_json(self.paths.trial(trial.id).train_metrics), result, {**result, **costs})
+        if constraints and result["state"] != "failed":  # the verdict is recorded, so the report shows the same
+            over = objectives.violations(constraints, spent)
+            costs["feasible"] = all(v <= 0 for v in over.values())
+            costs["constraint_violations"] = over
         record_lineage(self.paths, trial.id, costs)
         if trial.study_trial is not None:
             for key, value in costs.items():
                 trial.study_trial.set_user_attr(key, value)
+            for name, violation in (costs.get("constraint_violations") or {}).items():  # what TPE and GP read
+                trial.study_trial.set_constraint(name, violation)
             if result["state"] == "complete":
-                self.study.tell(trial.study_trial, result["score"])
-            elif result["state"] == "pruned":  # EcoOptiGen: over the inference budget (rule 1 or 2)
+                self.study.tell(
+                    trial.study_trial, objectives.values(self.params.campaign.objectives, result["score"], spent)
+                )
+            elif result["state"] == "pruned":  # the pruner's decision, or EcoOptiGen's (over the inference budget)
                 trial.study_trial.set_user_attr("prune_reason", result.get("reason"))
                 checks = (result.get("budget") or {}).get("checks") or []
-                if result.get("partial_score") is not None and checks:
+                if result.get("partial_score") is not None and checks and not self.params.campaign.multi_objective:
                     trial.study_trial.report(result["partial_score"], step=checks[-1]["size"])
                 self.study.tell(trial.study_trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 trial.study_trial.set_user_attr("fail_reason", result["reason"])
                 self.study.tell(trial.study_trial, state=optuna.trial.TrialState.FAIL)
         trial.result = result
-        return {**result, "spent": self.spent()}  # the campaign's running total, for the progress line
+        shown = {k: costs[k] for k in ("feasible",) if k in costs}
+        return {**result, **shown, "spent": self.spent()}  # with the running total, for the progress line
 
     def _rule1(self, values: dict[str, Any]) -> dict[str, Any] | None:
         """EcoOptiGen's rule 1 for a generation trial about to be recorded, from the trials finished so far:

@@ -43,13 +43,13 @@ def open_study(paths: CampaignPaths, params: Params, repair: bool = True) -> opt
         if repair:
             repair_journal(paths.journal)
         storage = JournalStorage(JournalFileBackend(str(paths.journal)))
-    from hpo.search.proposers import make_sampler  # the proposers read the study: imported here, not at the top
+    from hpo.search.proposers import Search, make_sampler  # the proposers read the study: imported here
     from hpo.search.pruning import make_pruner
 
     return optuna.create_study(
         study_name=params.campaign.name,
         storage=storage,
-        direction=params.eval.direction,
+        directions=Search.of(params).directions,
         sampler=make_sampler(params, 0),
         pruner=make_pruner(params),
         load_if_exists=True,

@@ -19,6 +19,7 @@ import optuna
 from hpo.config import Params, derive_seed
 from hpo.record.files import plain
 from hpo.record.study import own_trials
+from hpo.search.objectives import directions
 from hpo.search.space import Dimension, optuna_distribution, skopt_dimension
 
 
@@ -33,6 +34,7 @@ class Search:
     seed: int = 0
     acquisition: str = "EI"
     direction: str = "maximize"
+    objectives: tuple[str, ...] = ("score",)
 
     @classmethod
     def of(cls, params: Params | Search) -> Search:
@@ -40,7 +42,20 @@ class Search:
         if isinstance(params, Search):
             return params
         c = params.campaign
-        return cls(dict(params.space), c.sampler, c.n_init, c.seed, c.acquisition, params.eval.direction)
+        return cls(
+            dict(params.space),
+            c.sampler,
+            c.n_init,
+            c.seed,
+            c.acquisition,
+            params.eval.direction,
+            tuple(c.objectives),
+        )
+
+    @property
+    def directions(self) -> list[str]:
+        """The study's directions: the score's, then each cost's (minimised)."""
+        return directions(self.objectives, self.direction)
 
 
 def make_sampler(params: Params | Search, number: int) -> optuna.samplers.BaseSampler:
@@ -48,7 +63,8 @@ def make_sampler(params: Params | Search, number: int) -> optuna.samplers.BaseSa
 
     Samplers are seeded per trial from the campaign seed, so a proposal depends on the study's history and the
     trial number only: a campaign resumed after a crash asks the same questions as one that never stopped.
-    TPE treats trials still running (other workers) with the constant-liar strategy.
+    TPE treats trials still running (other workers) with the constant-liar strategy. With constraints, TPE and GP
+    read each finished trial's violations (`Trial.set_constraint`); random and QMC ignore them.
     """
     search = Search.of(params)
     kind = search.sampler

@@ -28,16 +28,17 @@ class Strategy:
 
     def __init__(self, search: Search) -> None:
         self.search = search
-        self.study = optuna.create_study(direction=search.direction, sampler=make_sampler(search, 0))
+        self.study = optuna.create_study(directions=search.directions, sampler=make_sampler(search, 0))
         enqueue_design(self.study, latin_hypercube(search.space, search.n_init, derive_seed(search.seed, "design")))
 
     def ask(self) -> optuna.trial.Trial:
         """The next point to evaluate (`trial.params`)."""
         return ask(self.study, self.search)
 
-    def tell(self, trial: optuna.trial.Trial, value: float | None) -> None:
-        """Records a point's value; None (or NaN) records it as failed, as a campaign records a failed trial."""
-        if value is None or value != value:
+    def tell(self, trial: optuna.trial.Trial, value: float | list[float] | None) -> None:
+        """Records a point's value (one per objective: a list in a multi-objective search); None (or NaN) records
+        it as failed, as a campaign records a failed trial."""
+        if value is None or (isinstance(value, float) and value != value):
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self.study.tell(trial, value)
