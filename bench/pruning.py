@@ -69,7 +69,9 @@ def main() -> None:
         rows = run(ws, path)
         results[name] = {
             "pruned": sum(r["state"] == "pruned" for r in rows),
-            "steps": sum(int(r["train_steps"] or 0) for r in rows),
+            "steps": sum(
+                int(r.get("train_steps") or base["train"]["max_steps"]) for r in rows
+            ),  # no column: none pruned
             "tokens": sum(int(r["train_tokens"] or 0) for r in rows),
             "best": max((float(r["score"]) for r in rows if r["state"] == "complete" and r["score"]), default=None),
         }

@@ -60,12 +60,14 @@ def pareto(table: pd.DataFrame, params: Params) -> dict[str, Any]:
 
 
 def training_spend(table: pd.DataFrame) -> dict[str, Any]:
-    """A training campaign's spend: pruned trials, and the optimizer steps and tokens all trials trained."""
-    return {
+    """A training campaign's spend: pruned trials, the tokens all trials trained and (with a pruner) their steps."""
+    spend = {
         "pruned": int(((table["state"] == "pruned") & ~table["baseline"]).sum()),
-        "train_steps": int(table["train_steps"].fillna(0).sum()),
         "train_tokens": int(table["train_tokens"].fillna(0).sum()),
     }
+    if "train_steps" in table.columns:
+        spend["train_steps"] = int(table["train_steps"].fillna(0).sum())
+    return spend
 
 
 def generation_spend(table: pd.DataFrame, params: Params) -> dict[str, Any]:

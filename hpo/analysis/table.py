@@ -2,12 +2,13 @@
 report all read.
 
 Columns: `trial`, `baseline`, `state` (complete, failed, pruned, running, or prior for a warm-start observation),
-`score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (the optimizer steps it trained:
-fewer than `train.max_steps` for a pruned trial), `lora_params` (the adapter's weights) and `val_loss` (fine-tuning
-trials), `gen_tokens`
+`score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (with a pruner: the optimizer steps
+it trained, fewer than `train.max_steps` for a pruned trial), `lora_params` (when an objective: the adapter's
+weights) and `val_loss` (fine-tuning trials), `gen_tokens`
 and `inference_cost` (generation trials: the prompt and response tokens the trial's sampling spent, and its
 cost in the budget's units: tokens, or money with prices), `reason`, `warm_start_from`, and
-`train_tokens_total` and `inference_cost_total` (the campaign's running totals, in trial order), `feasible`
+`train_tokens_total` and `inference_cost_total` (with a budget: the campaign's running totals, in trial order),
+`feasible`
 (with `campaign.constraints`) and `pareto` (on the Pareto front, with several `campaign.objectives`), and
 `wall_seconds` (the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so
 the report keeps it out of `trials.csv`, which a rebuild reproduces byte for byte).
@@ -115,11 +116,19 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
         if len(given) < len(rows) and given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
             table[column] = table[column].astype("Int64")  # an int setting unset in some trial (top_k: null)
     table = table.drop(columns=OTHER_KIND_COLUMNS[kind])
-    ran = table["state"] != "prior"
-    for cost in RUNNING_TOTALS:
-        if cost in table.columns:  # the campaign's running total, in trial order (a rebuild gives the same)
-            total = table[cost].where(ran).astype(float).fillna(0).cumsum().where(ran)
-            table.insert(table.columns.get_loc(cost) + 1, f"{cost}_total", total)
+    # Columns a declaration asks for, so that a campaign recorded before they existed rebuilds the same table:
+    campaign = declared.get("campaign") or {}
+    asked = {
+        "train_steps": bool(campaign.get("pruner")),
+        "lora_params": "lora_params" in campaign.get("objectives", []),
+    }
+    table = table.drop(columns=[c for c, shown in asked.items() if not shown and c in table.columns])
+    if any((campaign.get("stop_after") or {}).values()) or campaign.get("optimization_budget"):
+        ran = table["state"] != "prior"
+        for cost in RUNNING_TOTALS:
+            if cost in table.columns:  # the campaign's running total, in trial order (a rebuild gives the same)
+                total = table[cost].where(ran).astype(float).fillna(0).cumsum().where(ran)
+                table.insert(table.columns.get_loc(cost) + 1, f"{cost}_total", total)
     return _objectives_columns(table, declared, lineage)
 
 
