@@ -109,7 +109,9 @@ class SuccessiveHalvingPruner(_Pruner):
     min_resource: int = Field(default=10, ge=1, description="steps at the first rung")
     reduction_factor: int = Field(default=3, ge=2)
     min_early_stopping_rate: int = Field(default=0, ge=0)
-    bootstrap_count: int = Field(default=0, ge=0, description="trials a rung waits for before it prunes")
+    bootstrap_count: int = Field(
+        default=0, ge=0, description="a trial at a rung with no more than this many trials is pruned (Optuna's)"
+    )
 
 
 class HyperbandPruner(_Pruner):
@@ -252,6 +254,16 @@ class CampaignSection(_Section):
             raise ValueError(
                 f"stop_after.train_tokens: got {self.stop_after.train_tokens} in a {self.kind} campaign, whose trials "
                 "train nothing; expected it in a finetune or joint campaign (optimization_budget counts inference)"
+            )
+        if self.pruner is not None and self.warm_start.campaigns:
+            raise ValueError(
+                "pruner: a warm-started campaign's priors have no validation losses, and the pruner would count "
+                "them as trials run to the end; expected a pruner or warm_start.campaigns, not both"
+            )
+        if self.constraints and self.warm_start.campaigns:
+            raise ValueError(
+                "constraints: a warm-started campaign's priors carry no constraint values (Optuna's GP sampler needs "
+                "them on every trial); expected constraints or warm_start.campaigns, not both"
             )
         if self.pruner is not None and not self.trains:
             raise ValueError(
@@ -533,6 +545,29 @@ class Params(_Section):
                 f"train.max_seq_length: got {self.train.max_seq_length}; expected at most the model's block size "
                 f"{block_size} ({model} block_size)"
             )
+
+    @model_validator(mode="after")
+    def _check_pruner_fits_training(self) -> Params:
+        pruner = self.campaign.pruner
+        if pruner is None:
+            return self
+        if "max_steps" in self.space:
+            raise ValueError(
+                "campaign.pruner: the space searches max_steps, so trials train on schedules of different lengths "
+                "and their losses at one step do not compare; expected a fixed train.max_steps with a pruner"
+            )
+        if self.train.eval_interval >= self.train.max_steps:
+            raise ValueError(
+                f"campaign.pruner: train.eval_interval ({self.train.eval_interval}) >= train.max_steps "
+                f"({self.train.max_steps}), so the pruner is never asked; expected a validation before the last step"
+            )
+        minimum = getattr(pruner, "min_resource", None)
+        if minimum is not None and minimum >= self.train.max_steps:
+            raise ValueError(
+                f"campaign.pruner.min_resource: got {minimum}; expected fewer steps than train.max_steps "
+                f"({self.train.max_steps}), or the first rung is never reached"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_space_fits_settings(self) -> Params:

@@ -41,7 +41,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "warm_start_priors": int((table["state"] == "prior").sum()),
         "artefacts": artefacts(paths, params, best["trial"]) if best else None,
         **(pareto(table, params) if params.campaign.multi_objective else {}),
-        **(training_spend(table) if params.campaign.trains else {}),
+        **(training_spend(table) if params.campaign.trains and _counts_training(params) else {}),
         **(generation_spend(table, params) if params.campaign.generates else {}),
     }
     (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -57,6 +57,13 @@ def pareto(table: pd.DataFrame, params: Params) -> dict[str, Any]:
         "objectives": {name: d for name, d in zip(names, directions(names, params.eval.direction), strict=True)},
         "pareto_front": [{"trial": row["trial"], **{n: plain(row[n]) for n in names}} for _, row in front.iterrows()],
     }
+
+
+def _counts_training(params: Params) -> bool:
+    """Whether the campaign prunes or budgets its training (older records' best.json then rebuild the same)."""
+    return params.campaign.pruner is not None or any(
+        v is not None for v in params.campaign.stop_after.model_dump().values()
+    )
 
 
 def training_spend(table: pd.DataFrame) -> dict[str, Any]:

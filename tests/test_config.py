@@ -253,6 +253,20 @@ SEARCH_BAD = [
     ({"campaign.constraints": {"train_tokens": -1}}, "campaign: constraints.train_tokens: got -1.0"),
     ({"campaign.constraints": {"gpu_memory": 1}}, "campaign.constraints.gpu_memory"),
     (
+        {"campaign.pruner": {"name": "median"}, "space.max_steps": {"type": "int", "low": 10, "high": 60}},
+        "campaign.pruner: the space searches max_steps",
+    ),
+    ({"campaign.pruner": {"name": "median"}, "train.eval_interval": 60}, "train.eval_interval (60) >= train.max_steps"),
+    ({"campaign.pruner": {"name": "asha", "min_resource": 60}}, "campaign.pruner.min_resource: got 60; expected fewer"),
+    (
+        {"campaign.pruner": {"name": "median"}, "campaign.warm_start": {"campaigns": ["old"]}},
+        "campaign: pruner: a warm-started campaign's priors have no validation losses",
+    ),
+    (
+        {"campaign.constraints": {"wall_seconds": 60}, "campaign.warm_start": {"campaigns": ["old"]}},
+        "campaign: constraints: a warm-started campaign's priors carry no constraint values",
+    ),
+    (
         {"campaign.objectives": ["score", "train_tokens"], "campaign.pruner": {"name": "median"}},
         "makes a multi-objective campaign, which does not take a pruner",
     ),

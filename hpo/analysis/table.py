@@ -119,7 +119,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
     # Columns a declaration asks for, so that a campaign recorded before they existed rebuilds the same table:
     campaign = declared.get("campaign") or {}
     asked = {
-        "train_steps": bool(campaign.get("pruner")),
+        "train_steps": bool(campaign.get("pruner")) or "train_steps" in (campaign.get("objectives") or []),
         "lora_params": "lora_params" in campaign.get("objectives", []),
     }
     table = table.drop(columns=[c for c, shown in asked.items() if not shown and c in table.columns])

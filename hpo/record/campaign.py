@@ -191,14 +191,18 @@ class Campaign:
                 trial.study_trial.set_user_attr(key, value)
             for name, violation in (costs.get("constraint_violations") or {}).items():  # what TPE and GP read
                 trial.study_trial.set_constraint(name, violation)
-            if result["state"] == "complete":
+            if result["state"] == "complete" and result.get("score") is None:  # a non-finite objective
+                trial.study_trial.set_user_attr("fail_reason", "the score is not a finite number")
+                self.study.tell(trial.study_trial, state=optuna.trial.TrialState.FAIL)
+            elif result["state"] == "complete":
                 self.study.tell(
                     trial.study_trial, objectives.values(self.params.campaign.objectives, result["score"], spent)
                 )
             elif result["state"] == "pruned":  # the pruner's decision, or EcoOptiGen's (over the inference budget)
                 trial.study_trial.set_user_attr("prune_reason", result.get("reason"))
                 checks = (result.get("budget") or {}).get("checks") or []
-                if result.get("partial_score") is not None and checks and not self.params.campaign.multi_objective:
+                single = not self.params.campaign.multi_objective and self.params.campaign.pruner is None
+                if result.get("partial_score") is not None and checks and single:  # (a pruner's steps are losses)
                     trial.study_trial.report(result["partial_score"], step=checks[-1]["size"])
                 self.study.tell(trial.study_trial, state=optuna.trial.TrialState.PRUNED)
             else:

@@ -64,7 +64,7 @@ def make_sampler(params: Params | Search, number: int) -> optuna.samplers.BaseSa
     Samplers are seeded per trial from the campaign seed, so a proposal depends on the study's history and the
     trial number only: a campaign resumed after a crash asks the same questions as one that never stopped.
     TPE treats trials still running (other workers) with the constant-liar strategy. With constraints, TPE and GP
-    read each finished trial's violations (`Trial.set_constraint`); random and QMC ignore them.
+    read each finished trial's violations (`Trial.set_constraint`); random, QMC and skopt ignore them.
     """
     search = Search.of(params)
     kind = search.sampler

@@ -11,6 +11,7 @@ schedule, without asking a pruner (whose answer depends on which other trials ha
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +54,20 @@ def intermediate_value(val_loss: float, direction: str) -> float:
     return -val_loss if direction == "maximize" else val_loss
 
 
+_studies: dict[tuple[str, str], optuna.Study] = {}
+
+
+def _study(paths: CampaignPaths, params: Params) -> optuna.Study:
+    """The campaign's study as this worker process opens it: once per campaign (an RDB storage keeps one
+    connection pool per process), without repairing the journal (the campaign process may be appending)."""
+    from hpo.record.study import open_study
+
+    key = (str(paths.dir.resolve()), params.campaign.storage or "")
+    if key not in _studies:
+        _studies[key] = open_study(paths, params, repair=False)
+    return _studies[key]
+
+
 def recorded_stop(decision: dict[str, Any]) -> Stop:
     """The stop of a trial whose record holds a pruning decision: at the recorded step, by whom it records."""
     step, by = int(decision["step"]), str(decision["by"])
@@ -69,9 +84,7 @@ class AskPruner:
 
     def _open(self) -> optuna.trial.Trial:
         if self._study_trial is None:
-            from hpo.record.study import open_study
-
-            study = open_study(self.paths, self.params, repair=False)  # the campaign process may be appending
+            study = _study(self.paths, self.params)
             number = int(self.trial.removeprefix("t"))
             storage_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
             self._study_trial = optuna.trial.Trial(study, storage_id)
@@ -80,9 +93,13 @@ class AskPruner:
     def __call__(self, step: int, val_loss: float) -> str | None:
         from hpo.record.records import record_pruning
 
-        trial = self._open()
-        trial.report(intermediate_value(val_loss, self.params.eval.direction), step)
-        if not trial.should_prune():
+        try:
+            trial = self._open()
+            trial.report(intermediate_value(val_loss, self.params.eval.direction), step)
+            if not trial.should_prune():
+                return None
+        except Exception as err:  # the study unreachable, or the trial finished meanwhile: train on, unpruned
+            logging.getLogger(__name__).warning("pruner not asked at step %d: %s: %s", step, type(err).__name__, err)
             return None
         by = describe(self.params)
         record_pruning(self.paths, self.trial, {"step": step, "by": by})

@@ -126,10 +126,11 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
 
 
 def _gpus() -> int:
-    """The GPUs this worker's trials compute on: those torch sees (one per worker under dask-cuda)."""
+    """The GPUs this worker's trials compute on: one when torch sees any (litgpt trains on one device per trial;
+    dask-cuda shows each worker every GPU, its own first), else none."""
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return 1 if torch.cuda.is_available() and torch.cuda.device_count() else 0
 
 
 @contextmanager
