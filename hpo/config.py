@@ -154,7 +154,11 @@ class CampaignSection(_Section):
         "one stage, on the base model) or joint (train_lora → merge_lora → generate on the trial's own model, "
         "LoRA and generation settings searched together)",
     )
-    sampler: Literal["tpe", "gp", "skopt", "random", "qmc"] = "tpe"
+    sampler: Literal["tpe", "gp", "skopt", "random", "qmc"] = Field(
+        default="gp",
+        description="the proposer after the design points; gp by bench/search_quality.py (TPE learns from pruned "
+        "trials, GP only from complete ones: the default campaign, which prunes, says tpe)",
+    )
     acquisition: Literal["EI", "PI", "LCB", "gp_hedge"] = "EI"
     baseline: bool = True
     warm_start: WarmStart = WarmStart()

@@ -29,7 +29,7 @@ class Search:
     every other seed derives from, skopt's acquisition and the direction."""
 
     space: dict[str, Dimension]
-    sampler: str = "tpe"
+    sampler: str = "gp"
     n_init: int = 4
     seed: int = 0
     acquisition: str = "EI"
