@@ -263,7 +263,11 @@ SEARCH_BAD = [
         "campaign: pruner: a warm-started campaign's priors have no validation losses",
     ),
     (
-        {"campaign.constraints": {"wall_seconds": 60}, "campaign.warm_start": {"campaigns": ["old"]}},
+        {
+            "campaign.constraints": {"wall_seconds": 60},
+            "campaign.warm_start": {"campaigns": ["old"]},
+            "campaign.pruner": None,
+        },
         "campaign: constraints: a warm-started campaign's priors carry no constraint values",
     ),
     (

@@ -160,7 +160,7 @@ def test_user_task_must_read_only_its_folder(workspace: Path, file: str, old: st
 
 
 def test_warm_start_source_missing(workspace: Path) -> None:
-    message = _error(workspace, campaign__warm_start={"campaigns": ["earlier"]})
+    message = _error(workspace, campaign__warm_start={"campaigns": ["earlier"]}, campaign__pruner=None)  # (not both)
     assert message == "campaign.warm_start.campaigns: no campaign 'earlier' under campaigns/"
 
 
