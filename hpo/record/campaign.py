@@ -252,12 +252,11 @@ class Campaign:
         lineage = read_yaml(self.paths.lineage, {})
         total = dict.fromkeys(("wall_seconds", "gpu_hours", "train_tokens", "inference_cost"), 0.0)
         for t in read_trials(self.paths):
-            costs = lineage.get(t) or {}
-            total["wall_seconds"] += float(costs.get("wall_seconds") or 0)
-            total["gpu_hours"] += float(costs.get("wall_seconds") or 0) * int(costs.get("gpus") or 0) / 3600
-            total["train_tokens"] += float((read_json(self.paths.trial(t).train_metrics) or {}).get("tokens") or 0)
-            cost = (read_json(self.paths.trial(t).metrics) or {}).get("cost") or {}
-            total["inference_cost"] += float(cost.get("inference_cost") or 0)
+            out = self.paths.trial(t)
+            costs = objectives.trial_costs(read_json(out.train_metrics), read_json(out.metrics), lineage.get(t))
+            for name in ("wall_seconds", "train_tokens", "inference_cost"):
+                total[name] += costs[name] or 0.0
+            total["gpu_hours"] += (costs["wall_seconds"] or 0.0) * int((lineage.get(t) or {}).get("gpus") or 0) / 3600
         return total
 
     def budget_spent(self) -> str | None:
