@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import yaml
+from generation_pruning import run as campaign_run  # bench/ is the script's folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 PRUNERS = {
@@ -34,16 +33,8 @@ PRUNERS = {
 
 
 def run(ws: Path, params: Path) -> list[dict[str, str]]:
-    env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect")}
-    out = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--params", params.name],
-        cwd=ws,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode:
-        raise RuntimeError(f"campaign run --params {params.name} failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+    """`campaign run` of `params` in the clone (the generation benchmark's helper); the searched trials' rows."""
+    campaign_run(ws, params)
     name = yaml.safe_load(params.read_text())["campaign"]["name"]
     with (ws / f"campaigns/{name}/report/trials.csv").open() as f:
         return [r for r in csv.DictReader(f) if r["baseline"] != "True"]
