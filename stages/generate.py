@@ -243,6 +243,8 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     settings = params.trial_generate(record["params"])
     trial = paths.trial(trial_id)
     trial.dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]]
+    spent: dict[str, Any]
     decided = record.get("budget") or {}  # EcoOptiGen's rule 1, decided and recorded before the trial ran
     trained = json.loads(trial.train_metrics.read_text()) if params.campaign.trains else {"state": "complete"}
     if trained["state"] != "complete":  # a joint trial whose training failed (diverged): nothing to sample from

@@ -11,8 +11,8 @@ never the best.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import pandas as pd
 
@@ -44,9 +44,14 @@ def trial_costs(trained: dict | None, scored: dict | None, lineage: dict | None)
     return costs
 
 
-def directions(objectives: Sequence[str], score_direction: str) -> list[str]:
+Direction = Literal["minimize", "maximize"]
+Name = TypeVar("Name", bound=str)
+
+
+def directions(objectives: Sequence[str], score_direction: str) -> list[Direction]:
     """The study's directions: the score's, then minimise each cost."""
-    return [score_direction if name == "score" else "minimize" for name in objectives]
+    score: Direction = "maximize" if score_direction == "maximize" else "minimize"
+    return [score if name == "score" else "minimize" for name in objectives]
 
 
 def values(objectives: Sequence[str], score: float, costs: dict[str, float | None]) -> list[float]:
@@ -54,7 +59,7 @@ def values(objectives: Sequence[str], score: float, costs: dict[str, float | Non
     return [float(score) if name == "score" else float(costs[name] or 0.0) for name in objectives]
 
 
-def violations(constraints: dict[str, float], costs: dict[str, float | None]) -> dict[str, float]:
+def violations(constraints: Mapping[Name, float], costs: dict[str, float | None]) -> dict[Name, float]:
     """`value - limit` per constraint (<= 0: satisfied; a missing value counts as 0), as Optuna's
     `Trial.set_constraint` takes them."""
     return {name: round(float(costs.get(name) or 0.0) - limit, 6) for name, limit in constraints.items()}

@@ -19,7 +19,7 @@ import optuna
 from hpo.config import Params, derive_seed
 from hpo.record.files import plain
 from hpo.record.study import own_trials
-from hpo.search.objectives import directions
+from hpo.search.objectives import Direction, directions
 from hpo.search.space import Dimension, optuna_distribution, skopt_dimension
 
 
@@ -53,7 +53,7 @@ class Search:
         )
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         """The study's directions: the score's, then each cost's (minimised)."""
         return directions(self.objectives, self.direction)
 
