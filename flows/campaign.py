@@ -46,6 +46,7 @@ from hpo.config import Params, load_params  # noqa: E402
 from hpo.record.campaign import Campaign, Trial  # noqa: E402
 from hpo.record.dvc import StageError  # noqa: E402
 from hpo.trials.worker import run_trial as run_on_worker  # noqa: E402
+from stages import trial_stages  # noqa: E402
 
 # DVC's per-output locks fail at once ("is busy") rather than wait: such errors are retried with this backoff.
 BACKOFF: list[float] = [2, 5, 10, 20, 30]
@@ -71,8 +72,9 @@ def prepare(params_file: str) -> tuple[Campaign, dict[str, int]]:
 
 @task(name="run-trial", retry_condition_fn=_is_transient, **RETRIES)
 def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str, Any]:
-    """Runs a recorded trial's stages (train_lora → merge_lora → score) on a warm worker; returns its metrics."""
-    return run_on_worker(root, campaign, trial, submission)
+    """Runs a recorded trial's stages (train_lora → merge_lora → score) on a warm worker; returns its metrics. The
+    stage functions are those their CLIs run (`stages.trial_stages()`), resolved here, in the worker."""
+    return run_on_worker(root, campaign, trial, submission, trial_stages())
 
 
 @task(name="report", retry_condition_fn=_is_transient, **RETRIES)
@@ -131,7 +133,7 @@ def _warm_up(address: str) -> None:
 
         try:
             with Client(address) as client:
-                client.register_plugin(WarmUp(), name="hpo-warm-up")
+                client.register_plugin(WarmUp(trial_stages()), name="hpo-warm-up")
         except Exception as err:  # only a speed-up: the first trial then imports what it needs itself
             logging.getLogger(__name__).info("warm-up of the trial workers skipped: %s", err)
 

@@ -1,1 +1,23 @@
-"""Stages: each module is one step that computes, with a pure typed function and a thin CLI."""
+"""Stages: each module is one step that computes, with a pure typed function and a thin CLI.
+
+A trial's stages run two ways, through the same function (DESIGN C4): `python -m stages.<name>` under `dvc repro`,
+and a warm worker (`hpo.trials.worker`) calling the module's `run(paths, trial_id)`. The package `hpo` never
+imports this one (dependencies point one way); the flow resolves the stage names a trial kind lists
+(`hpo.trials.finetune.STAGES`) to their functions here and hands them to the worker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hpo.trials.kinds import StageFunction
+
+
+def trial_stages() -> dict[str, StageFunction]:
+    """Every trial stage's function by its dvc.yaml name: the module's `run`, the function its CLI calls. (The
+    modules are imported here rather than with the package, so that `python -m stages.<name>` imports only its
+    own stage.)"""
+    from stages import generate, merge_lora, score, train_lora
+
+    return {"train_lora": train_lora.run, "merge_lora": merge_lora.run, "score": score.run, "generate": generate.run}

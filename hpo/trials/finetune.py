@@ -1,28 +1,21 @@
-"""The fine-tuning trial kind: train_lora → merge_lora → score, as the stage functions their CLIs call.
+"""The fine-tuning trial kind: train_lora → merge_lora → score.
 
-A trial kind is the ordered list of its DVC stages (dvc.yaml names) and the function each stage's CLI runs. A warm
-worker (`hpo.trials.worker`) calls these functions in its own process; `dvc repro` runs the same ones through
-`python -m stages.<name>`, so both write the same bytes.
+A trial kind names its DVC stages (dvc.yaml names) in the order a trial runs them. The package never imports the
+stage modules (dependencies point one way: `stages/` and `flows/` use `hpo`): the flow hands the worker each
+stage's function (`stages.trial_stages()`: the module's `run(paths, trial_id)`), which a warm worker
+(`hpo.trials.worker`) calls in its own process; `dvc repro` runs the same ones through `python -m stages.<name>`,
+so both write the same bytes.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import Any
 
 from hpo.config import Params
-from hpo.record.layout import CampaignPaths
 from hpo.trials import cache
 
-Stage = tuple[str, Callable[[CampaignPaths, str], Any]]
-
-
-def stages() -> list[Stage]:
-    """The kind's stages in order: (dvc.yaml stage name, `run(paths, trial_id)` of its module)."""
-    from stages import merge_lora, score, train_lora  # imported by the worker that runs them (litgpt, lm-eval)
-
-    return [("train_lora", train_lora.run), ("merge_lora", merge_lora.run), ("score", score.run)]
+STAGES = ("train_lora", "merge_lora", "score")
 
 
 def progress_total(params: Params, values: dict[str, Any]) -> int | None:
@@ -44,13 +37,14 @@ LAZY_IMPORTS = (
 
 
 def warm_up() -> None:
-    """Imports the kind's stage modules and what they import when they first run, so that a worker pays it when
-    it starts (while Prefect's server starts and the campaign prepares) rather than in its first trial; then
-    keeps what was imported out of the garbage collector's sight (`cache.keep_alive`). Done once per process."""
+    """Imports what the stage functions import when they first run (the stage modules themselves are imported by
+    whoever holds their functions: the worker, when the flow's task or warm-up plugin reaches it), so that a
+    worker pays it when it starts (while Prefect's server starts and the campaign prepares) rather than in its
+    first trial; then keeps what was imported out of the garbage collector's sight (`cache.keep_alive`). Done
+    once per process."""
     global _warm
     if _warm:
         return
-    stages()
     for module in LAZY_IMPORTS:
         importlib.import_module(module)
     cache.keep_alive()

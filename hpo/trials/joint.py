@@ -8,12 +8,9 @@ generation utility of the pair (adapter, settings).
 from __future__ import annotations
 
 from hpo.trials import finetune, generation
-from hpo.trials.finetune import Stage, progress_total, warm_up
+from hpo.trials.finetune import progress_total, warm_up
 
-__all__ = ["progress_total", "stages", "warm_up"]
+__all__ = ["STAGES", "progress_total", "warm_up"]
 
-
-def stages() -> list[Stage]:
-    """The kind's stages in order: the fine-tuning kind's training and merge, then the generation kind's stage."""
-    trained = [stage for stage in finetune.stages() if stage[0] != "score"]
-    return trained + generation.stages()
+# the fine-tuning kind's training and merge, then the generation kind's stage
+STAGES = tuple(name for name in finetune.STAGES if name != "score") + generation.STAGES

@@ -2,7 +2,8 @@
 
 The worker keeps its imports (litgpt, lightning, lm-eval) and what trials share (`hpo.trials.cache`) between
 trials; a trial is the kind's stage functions called one after the other — the very functions `python -m
-stages.<name>` runs — with their output in the trial's log (a training stage asking the campaign's pruner as it
+stages.<name>` runs, which the flow hands over by name (`stages.trial_stages()`: this package never imports
+`stages`) — with their output in the trial's log (a training stage asking the campaign's pruner as it
 goes, `hpo.search.pruning`), then `dvc commit` of exactly that trial's stages, so
 dvc.lock and the DVC cache hold it as if `dvc repro` had run it, and `dvc repro` on a clean clone runs the stage
 commands and rebuilds the same bytes.
@@ -22,7 +23,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,12 +36,20 @@ from hpo.record.layout import CampaignPaths
 from hpo.record.records import stage_key
 from hpo.search.pruning import asking
 from hpo.trials import cache, finetune
-from hpo.trials.kinds import kind_of
+from hpo.trials.kinds import StageFunction, kind_of
 
 
 class WarmUp(WorkerPlugin):
-    """A Dask worker plugin: each worker imports what the trial stages import (`finetune.warm_up`, ~10 s) when it
-    starts, instead of in its first trial."""
+    """A Dask worker plugin: each worker imports the trial stages' modules and what they import (`finetune.warm_up`,
+    ~10 s) when it starts, instead of in its first trial.
+
+    Args:
+        functions: the trial stages' functions by dvc.yaml name (`stages.trial_stages()`). Dask pickles a
+            module-level function by reference, so unpickling the plugin on a worker imports their modules.
+    """
+
+    def __init__(self, functions: Mapping[str, StageFunction]) -> None:
+        self.functions = dict(functions)
 
     def setup(self, worker: Any) -> None:
         finetune.warm_up()
@@ -62,7 +71,9 @@ def worker_name() -> str:
         return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str, Any]:
+def run_trial(
+    root: str, campaign: str, trial: str, submission: str, functions: Mapping[str, StageFunction]
+) -> dict[str, Any]:
     """Runs a recorded trial's stages in this process and records them with DVC.
 
     Args:
@@ -70,6 +81,8 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
         campaign: the campaign's name.
         trial: the recorded trial's id (`t003`, `baseline`).
         submission: an id for this submission of the trial, the same for every attempt the engine makes.
+        functions: the trial stages' functions by dvc.yaml name (`stages.trial_stages()`: each stage module's
+            `run`, what its CLI runs); the campaign's kind says which of them a trial runs, in which order.
 
     Returns:
         The trial's metrics (metrics.json) with its wall seconds, each stage's seconds, the worker, the number
@@ -94,7 +107,7 @@ def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str
     spent: dict[str, Any] = {}
     kind = kind_of(paths.load())
     kind.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
-    stages = kind.stages()
+    stages = [(name, functions[name]) for name in kind.STAGES]
     with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log), asking():
         for name, stage in stages:
             print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
