@@ -81,6 +81,29 @@ def no_bytecode() -> Iterator[None]:
         sys.dont_write_bytecode = before
 
 
+# lm-eval's internals (contract C14; checked by tests/test_contracts.py). lm-eval 0.4.13 has no public API that reads
+# a task YAML as its task index does (`include:`s merged, `!function`s imported), nor one that says what an index
+# entry is (task, Python task, group or tag): both live in private modules (`lm_eval.tasks._yaml_loader`,
+# `lm_eval.tasks._index`). Reading tasks through lm-eval's own code keeps what we record equal to what lm-eval
+# reads; these two functions are the only places that import those modules (hpo.validate uses them too).
+
+
+def load_task_yaml(path: Path, *, resolve_func: bool = True, recursive: bool = True) -> dict[str, Any]:
+    """A task YAML as lm-eval loads it (`lm_eval.tasks._yaml_loader.load_yaml`): `recursive` merges the YAMLs it
+    `include:`s, `resolve_func` imports its `!function`s."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return load_yaml(path, resolve_func=resolve_func, recursive=recursive)
+
+
+def index_kind() -> Any:
+    """The kinds of lm-eval's task-index entries (`lm_eval.tasks._index.Kind`: TASK, PY_TASK, GROUP, TAG); each
+    entry of `TaskManager.task_index` has one as `.kind`, beside `.yaml_path`, `.cfg` and `.tags`."""
+    from lm_eval.tasks._index import Kind
+
+    return Kind
+
+
 def task_inputs(manager: Any, names: Iterable[str], root: Path = Path(".")) -> TaskInputs:
     """The files and hub datasets that the named tasks (tasks, groups or tags) read.
 
@@ -110,9 +133,7 @@ def _collect(index: dict[str, Any], name: str, root: Path, out: TaskInputs, seen
     seen.add(name)
     if name not in index:
         raise KeyError(f"lm-eval task {name!r} is not indexed")
-    from lm_eval.tasks._index import Kind
-    from lm_eval.tasks._yaml_loader import load_yaml
-
+    Kind = index_kind()
     entry = index[name]
     if entry.kind == Kind.TAG:
         for member in sorted(entry.tags):
@@ -122,7 +143,7 @@ def _collect(index: dict[str, Any], name: str, root: Path, out: TaskInputs, seen
         yaml_path = Path(entry.yaml_path).expanduser().resolve()
         out.files.extend(_yaml_chain(yaml_path, name, None, yaml_path.name))
         with no_bytecode():
-            cfg = load_yaml(yaml_path, resolve_func=True)
+            cfg = load_task_yaml(yaml_path, resolve_func=True)
     else:
         yaml_path, cfg = None, dict(entry.cfg or {})
     for key, obj in _callables(cfg):
@@ -140,10 +161,8 @@ def _collect(index: dict[str, Any], name: str, root: Path, out: TaskInputs, seen
 
 def _yaml_chain(path: Path, task: str, declared_in: Path | None, written: str) -> list[TaskFile]:
     """A YAML and, depth first, every YAML it includes (paths relative to the including YAML, as lm-eval reads)."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
     files = [TaskFile("yaml", path, task, declared_in, written)]
-    raw = load_yaml(path, resolve_func=False, recursive=False) if path.is_file() else {}
+    raw = load_task_yaml(path, resolve_func=False, recursive=False) if path.is_file() else {}
     includes = raw.get("include") or []
     for inc in includes if isinstance(includes, list) else [includes]:
         target = Path(inc) if Path(inc).is_absolute() else path.parent / inc

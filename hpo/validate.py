@@ -118,10 +118,10 @@ def _task_folder(folder: Path, requested: Sequence[str] = (), root: Path = Path(
     data paths must be relative to the workspace root, where lm-eval reads them (its working directory).
     """
     from lm_eval.tasks import TaskManager
-    from lm_eval.tasks._index import Kind
-    from lm_eval.tasks._yaml_loader import load_yaml
 
-    from hpo.tasks import display_path, no_bytecode, task_inputs
+    from hpo.tasks import display_path, index_kind, load_task_yaml, no_bytecode, task_inputs
+
+    Kind = index_kind()
 
     def _line(err: Exception) -> str:  # the first line of an error, for a one-line message
         text = str(err).strip().splitlines()
@@ -133,7 +133,7 @@ def _task_folder(folder: Path, requested: Sequence[str] = (), root: Path = Path(
     # lm-eval skips a YAML it cannot parse without a word; say which file is broken instead.
     for path in sorted(p for p in folder.rglob("*.yaml") if not {"__pycache__", ".ipynb_checkpoints"} & set(p.parts)):
         try:
-            load_yaml(path, resolve_func=False, recursive=False)
+            load_task_yaml(path, resolve_func=False, recursive=False)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""

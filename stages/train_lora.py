@@ -18,8 +18,6 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,8 @@ from hpo.litgpt_cli import run_litgpt
 from hpo.record.layout import CampaignPaths, TrialPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.pruning import Stop, stop_for
-from hpo.trials.cache import base_state, pin_threads
+from hpo.trials.cache import pin_threads
+from hpo.trials.litgpt_hooks import lora_hooks
 
 
 def finetune_config(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out_dir: Path, seed: int) -> dict:
@@ -110,7 +109,7 @@ def train_lora(
     config = finetune_config(train, checkpoint_dir, data_dir, work, seed)
     start = time.perf_counter()
     stopped: dict[str, Any] = {}
-    with _warm_litgpt(), _stopping(stop, train, stopped):
+    with lora_hooks(stop, train, stopped):  # litgpt's functions swapped (hpo.trials.litgpt_hooks)
         run_litgpt("finetune_lora", config, out.dir / "finetune_lora.yaml")
     print(f"training loop: {time.perf_counter() - start:.1f} s", flush=True)  # in the trial's log only
 
@@ -150,69 +149,6 @@ def lora_params(weights: Path) -> int:
 
     state = torch.load(weights, map_location="cpu", weights_only=True)
     return int(sum(t.numel() for t in state.get("model", state).values()))
-
-
-@contextmanager
-def _warm_litgpt() -> Iterator[None]:
-    """litgpt's LoRA script, reading the base weights from the process's cache and skipping its own merge.
-
-    `litgpt.finetune.lora.main` loads `lit_model.pth` from disk for every run and merges the adapter into
-    `final/lit_model.pth` at the end. In a warm worker the base weights are read once (`hpo.trials.cache`) and
-    copied into each trial's model, as litgpt's own single-device `load_checkpoint` does (`load_state_dict`);
-    the merge_lora stage owns the merged model, so litgpt's extra merge is skipped. Sharded strategies (FSDP,
-    model parallel) keep litgpt's loader.
-    """
-    import litgpt.finetune.lora as lora
-    from lightning.fabric.strategies import FSDPStrategy, ModelParallelStrategy
-
-    litgpt_load, litgpt_merge = lora.load_checkpoint, lora.merge_lora
-
-    def load_checkpoint(fabric: Any, model: Any, checkpoint_path: Path, strict: bool = True) -> None:
-        if isinstance(fabric.strategy, FSDPStrategy | ModelParallelStrategy):
-            return litgpt_load(fabric, model, checkpoint_path, strict=strict)
-        model.load_state_dict(base_state(Path(checkpoint_path)), strict=strict)
-
-    lora.load_checkpoint, lora.merge_lora = load_checkpoint, lambda **_: None
-    try:
-        yield
-    finally:
-        lora.load_checkpoint, lora.merge_lora = litgpt_load, litgpt_merge
-
-
-@contextmanager
-def _stopping(stop: Stop | None, train: TrainSection, stopped: dict[str, Any]) -> Iterator[None]:
-    """Asks `stop` after each of litgpt's validations at an evaluation interval (every `train.eval_interval`
-    steps, before the last); when it answers, ends litgpt's training loop after that step — its loop leaves at
-    the next iteration once `train.epochs` is reached — and litgpt then validates and saves the adapter as at the
-    end of any run. Fills `stopped` with the step and who stopped it."""
-    if stop is None:
-        yield
-        return
-    import litgpt.finetune.lora as lora
-
-    litgpt_fit, litgpt_validate = lora.fit, lora.validate
-    loop: dict[str, Any] = {"validations": 0}
-
-    def fit(*args: Any, **kwargs: Any) -> Any:
-        loop["train"], loop["eval"] = kwargs["train"], kwargs["eval"]
-        return litgpt_fit(*args, **kwargs)
-
-    def validate(fabric: Any, model: Any, val_dataloader: Any, eval: Any, verbose: bool = True) -> Any:
-        val_loss = litgpt_validate(fabric, model, val_dataloader, eval, verbose=verbose)
-        if eval is loop.get("eval") and not stopped:  # an interval's validation (the first and final are copies)
-            loop["validations"] += 1
-            step = loop["validations"] * train.eval_interval
-            by = stop(step, float(val_loss)) if step < train.max_steps else None
-            if by:
-                stopped.update(step=step, by=by)
-                loop["train"].epochs = 0  # litgpt's loop stops at its next epoch check
-        return val_loss
-
-    lora.fit, lora.validate = fit, validate
-    try:
-        yield
-    finally:
-        lora.fit, lora.validate = litgpt_fit, litgpt_validate
 
 
 def read_litgpt_log(work: Path) -> list[dict[str, float | None]]:
