@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hpo.config import Params, load_params
+if TYPE_CHECKING:  # the schema asks this module where things are (a trial's merged model): imported when loading
+    from hpo.config import Params
 
 CAMPAIGNS_DIR = Path("campaigns")
 REGISTRY = CAMPAIGNS_DIR / "registry.yaml"
@@ -88,6 +90,8 @@ class CampaignPaths:
 
     def load(self) -> Params:
         """The campaign's frozen params."""
+        from hpo.config import load_params
+
         return load_params(self.params)
 
 

@@ -1,68 +1,16 @@
-"""params.yaml -> typed, validated, frozen objects; the one place that knows the schema.
-
-Every section of a params file maps to one model here. Loading fails with a single `ParamsError` that names the
-file, the key, the value and what was expected, before anything is written.
-"""
+"""One typed, frozen model per section of a params file (campaign, data, model, train, eval, generate), each
+checking its own keys; the rules between sections are in `hpo.config.rules`."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hpo.search.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
-from hpo.textfile import TextFileError, read_text
-
-# litgpt's own defaults for `litgpt finetune_lora` (litgpt/finetune/lora.py:setup, torch.optim.AdamW): the
-# baseline trial uses them, and tests/test_config.py checks they still match the installed litgpt.
-LITGPT_LORA_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 1e-3,
-    "weight_decay": 0.01,
-    "lora_r": 8,
-    "lora_alpha": 16,
-    "lora_dropout": 0.05,
-    "global_batch_size": 16,
-}
-
-SAMPLERS = ("tpe", "gp", "skopt", "random", "qmc")
-TUNABLE = (
-    "learning_rate",
-    "weight_decay",
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "gradient_accumulation",
-    "max_steps",
-    "lr_warmup_steps",
-)
-# What a generation campaign searches (campaign.kind: generate): how the model is asked and sampled.
-GEN_TUNABLE = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "n",
-    "max_new_tokens",
-    "stop",
-    "template",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "generation_seed",
-)
-# What each kind of trial searches: a joint trial trains, merges, then generates with its own settings.
-KIND_TUNABLE = {"finetune": TUNABLE, "generate": GEN_TUNABLE, "joint": TUNABLE + GEN_TUNABLE}
-TASK_DEFAULT = "task"  # the stop set / template name that keeps the task's own `until` / `doc_to_text`
-UTILITIES = ("success_rate", "pass_at_n", "mean_correct", "majority_vote")  # built in (hpo.utility)
-UTILITY_FUNCTION = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*$"  # a user's: <file>.py:<function>
-
-
-class ParamsError(ValueError):
-    """A params file that does not hold a valid campaign; the message names file, key, value and expectation."""
+from hpo.config.vocabulary import LITGPT_LORA_DEFAULTS, TASK_DEFAULT, TRIAL_REFERENCE, UTILITIES, UTILITY_FUNCTION
+from hpo.record.layout import CampaignPaths
 
 
 class _Section(BaseModel):
@@ -126,7 +74,6 @@ class HyperbandPruner(_Pruner):
 Pruner = Annotated[
     MedianPruner | PercentilePruner | SuccessiveHalvingPruner | HyperbandPruner, Field(discriminator="name")
 ]
-PRUNERS = ("median", "percentile", "asha", "hyperband")
 
 
 class StopAfter(_Section):
@@ -320,14 +267,10 @@ class TinyModel(_Section):
         return self
 
 
-# A trial of an earlier campaign of the workspace: `<campaign>/<trial>`, or `<campaign>@best` (its report's best).
-TRIAL_REFERENCE = r"^[A-Za-z0-9_][A-Za-z0-9_.]*(@best|/[A-Za-z0-9_]+)$"
-
-
 def merged_model(reference: str) -> Path:
     """Where a `<campaign>/<trial>` reference's merged model is, relative to the workspace."""
     campaign, trial = reference.split("/")
-    return Path("campaigns") / campaign / "trials" / trial / "merged"
+    return CampaignPaths(campaign).trial(trial).merged
 
 
 class ModelSection(_Section):
@@ -472,272 +415,3 @@ class GenerateSection(_Section):
             if any(not stop for stop in stops):
                 raise ValueError(f"stop_sets.{name}: got {stops!r}; expected a list of non-empty strings")
         return self
-
-
-class Params(_Section):
-    """A whole campaign declaration."""
-
-    campaign: CampaignSection
-    space: dict[str, Dimension] = Field(min_length=1)
-    data: DataSection
-    model: ModelSection = ModelSection()
-    train: TrainSection = TrainSection()
-    generate: GenerateSection = GenerateSection()
-    eval: EvalSection
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check_names(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict) or not isinstance(raw.get("space"), dict):
-            return raw
-        kind = (raw.get("campaign") or {}).get("kind", "finetune") if isinstance(raw.get("campaign"), dict) else None
-        if kind not in KIND_TUNABLE:
-            return raw  # campaign.kind's own check names it
-        tunable = KIND_TUNABLE[kind]
-        for name in raw["space"]:
-            if name not in tunable:
-                other = (
-                    " (a generation setting: campaign.kind generate or joint)"
-                    if name in GEN_TUNABLE
-                    else " (a LoRA setting: campaign.kind finetune or joint)"
-                    if name in TUNABLE
-                    else ""
-                )
-                raise ValueError(
-                    f"space.{name}: unknown hyperparameter for a {kind} campaign{other}; "
-                    f"expected one of {', '.join(tunable)}"
-                )
-        return raw
-
-    @model_validator(mode="after")
-    def _check_model_source(self) -> Params:
-        if self.model.checkpoint_dir is None and self.model.trial is None and self.data.corpus is None:
-            raise ValueError("data.corpus: missing; the tiny base model (model.checkpoint_dir: null) needs a corpus")
-        return self
-
-    @model_validator(mode="after")
-    def _check_tiny_model_limits(self) -> Params:
-        if self.model.checkpoint_dir is None and self.model.trial is None:  # a checkpoint's: against its files
-            self.check_model_limits(self.model.tiny.n_embd, self.model.tiny.block_size, "model.tiny")
-        return self
-
-    def check_model_limits(self, n_embd: int, block_size: int, model: str) -> None:
-        """Checks the settings against what the model can take: a LoRA rank at most the embedding size, a
-        training sequence at most the model's block size.
-
-        Args:
-            n_embd: the model's embedding size.
-            block_size: the model's context length.
-            model: where those come from, for the message (`model.tiny`, a checkpoint's model_config.yaml).
-
-        Raises:
-            ValueError: naming the key, the value and the limit that was hit.
-        """
-        ranks: dict[str, float] = {"train.lora_r": self.train.lora_r}
-        dim = self.space.get("lora_r")
-        if isinstance(dim, IntDimension | FloatDimension):
-            ranks = {"space.lora_r.high": dim.high}
-        elif isinstance(dim, CategoricalDimension):
-            ranks = {"space.lora_r.choices": max(dim.choices)}
-        for key, rank in ranks.items():
-            if rank > n_embd:
-                raise ValueError(
-                    f"{key}: got {rank}; expected a LoRA rank <= the model's embedding size {n_embd} ({model} n_embd)"
-                )
-        if self.train.max_seq_length is not None and self.train.max_seq_length > block_size:
-            raise ValueError(
-                f"train.max_seq_length: got {self.train.max_seq_length}; expected at most the model's block size "
-                f"{block_size} ({model} block_size)"
-            )
-
-    @model_validator(mode="after")
-    def _check_pruner_fits_training(self) -> Params:
-        pruner = self.campaign.pruner
-        if pruner is None:
-            return self
-        if "max_steps" in self.space:
-            raise ValueError(
-                "campaign.pruner: the space searches max_steps, so trials train on schedules of different lengths "
-                "and their losses at one step do not compare; expected a fixed train.max_steps with a pruner"
-            )
-        if self.train.eval_interval >= self.train.max_steps:
-            raise ValueError(
-                f"campaign.pruner: train.eval_interval ({self.train.eval_interval}) >= train.max_steps "
-                f"({self.train.max_steps}), so the pruner is never asked; expected a validation before the last step"
-            )
-        minimum = getattr(pruner, "min_resource", None)
-        if minimum is not None and minimum >= self.train.max_steps:
-            raise ValueError(
-                f"campaign.pruner.min_resource: got {minimum}; expected fewer steps than train.max_steps "
-                f"({self.train.max_steps}), or the first rung is never reached"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _check_space_fits_settings(self) -> Params:
-        # Each end of every dimension must be a valid setting (an int field needs an int dimension).
-        for name, dim in self.space.items():
-            generation = name in GEN_TUNABLE
-            section = GenerateSection if generation else TrainSection
-            settings = self.trial_generate if generation else self.trial_train
-            if isinstance(dim, FloatDimension) and section.model_fields[name].annotation in (int, int | None):
-                raise ValueError(f"space.{name}: {name} is an integer setting; expected type: int")
-            values = dim.choices if isinstance(dim, CategoricalDimension) else [dim.low, dim.high]
-            for value in values:
-                try:
-                    settings({name: value})
-                except ValidationError as err:
-                    msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
-                    raise ValueError(f"space.{name}: value {value!r} is not a valid {name}: {msg}") from None
-        return self
-
-    def trial_train(self, values: dict[str, Any]) -> TrainSection:
-        """The training settings of one trial: the fixed ones with the trial's LoRA values applied."""
-        return TrainSection.model_validate(
-            {**self.train.model_dump(), **{k: v for k, v in values.items() if k not in GEN_TUNABLE}}
-        )
-
-    def trial_generate(self, values: dict[str, Any]) -> GenerateSection:
-        """The generation settings of one trial: the fixed ones with the trial's generation values applied."""
-        return GenerateSection.model_validate(
-            {**self.generate.model_dump(), **{k: v for k, v in values.items() if k not in TUNABLE}}
-        )
-
-    def seeds(self) -> dict[str, int]:
-        """The seeds every trial records, each derived from the campaign seed."""
-        names = ("sampler", "design", "train", "eval") + (("generate",) if self.campaign.generates else ())
-        return {name: derive_seed(self.campaign.seed, name) for name in names}
-
-    def trial_threads(self) -> int:
-        """The torch CPU threads a trial proposed now runs with: `campaign.cpu_threads`, or this machine's cores
-        shared among the workers. Recorded with the trial, so a rebuild computes with the same number."""
-        return self.campaign.cpu_threads or max(1, (os.cpu_count() or 1) // self.campaign.workers)
-
-    def baseline_values(self) -> dict[str, Any]:
-        """The searched hyperparameters at litgpt's defaults (global batch 16), for the baseline trial; in a
-        generation campaign, at the `generate` section's settings (the default settings, for comparison); a joint
-        campaign's baseline is both."""
-        values: dict[str, Any] = {}
-        for name in self.space:
-            if name in GEN_TUNABLE:
-                values[name] = getattr(self.generate, name)
-            elif name == "gradient_accumulation":
-                values[name] = max(1, LITGPT_LORA_DEFAULTS["global_batch_size"] // self.train.micro_batch_size)
-            elif name in LITGPT_LORA_DEFAULTS:
-                values[name] = LITGPT_LORA_DEFAULTS[name]
-            else:
-                values[name] = getattr(self.train, name)
-        return values
-
-
-def load_params(path: str | Path) -> Params:
-    """Loads and validates a params file.
-
-    Args:
-        path: a YAML file with the sections campaign, space, data, model, train, eval.
-
-    Returns:
-        The validated, frozen campaign declaration.
-
-    Raises:
-        ParamsError: on a missing file, bad YAML or the first invalid value, naming its key.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ParamsError(f"{path}: file not found; expected a params YAML file")
-    try:
-        raw = parse_unique_yaml(read_text(path))
-    except TextFileError as err:
-        raise ParamsError(str(err)) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ParamsError(f"{path}:{where}: not valid YAML ({problem})") from None
-    except DuplicateKeyError as err:
-        raise ParamsError(f"{path}: {err}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as err:
-        raise ParamsError(f"{path}: {describe_error(err, raw)}") from None
-
-
-def describe_error(err: ValidationError, raw: Any) -> str:
-    """One line for the first validation error: the dotted key, the value found and what was expected."""
-    e = err.errors()[0]
-    # Drop pydantic's union tags (the dimension type) so the key reads like the YAML path.
-    loc = [str(p) for p in e["loc"]]
-    loc = [
-        p
-        for i, p in enumerate(loc)
-        if not (i == 2 and loc[0] == "space" and p in ("float", "int", "categorical"))
-        and not (i == 2 and loc[:2] == ["campaign", "pruner"] and p in PRUNERS)
-    ]
-    key = ".".join(loc) or "(top level)"
-    msg = str(e["msg"]).removeprefix("Value error, ")
-    if e["type"] == "missing":
-        return f"{key}: missing; expected a value"
-    if e["type"] == "extra_forbidden":
-        return f"{key}: unknown key; expected none of that name here"
-    value = e.get("input")
-    if not loc:  # a check of the whole file: its message names the key itself
-        return msg
-    if isinstance(value, dict):
-        return f"{key}: {msg}"
-    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
-    return f"{key}: got {shown}; expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
-
-
-class DuplicateKeyError(ValueError):
-    """A mapping that names the same key twice; the message gives the dotted key and both lines."""
-
-
-def parse_unique_yaml(text: str) -> Any:
-    """YAML text's content, refusing a key written twice in one mapping (YAML keeps the last one silently).
-
-    Raises:
-        DuplicateKeyError: naming the dotted key and the lines of both occurrences.
-        yaml.YAMLError: for text that is not YAML.
-    """
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    stack: list[tuple[Any, str]] = [(node, "")]
-    while stack:
-        current, prefix = stack.pop()
-        if isinstance(current, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, value_node in current.value:
-                key = key_node.value
-                dotted = f"{prefix}.{key}" if prefix else str(key)
-                line = key_node.start_mark.line + 1
-                if key in seen:
-                    raise DuplicateKeyError(f"{dotted}: written twice (lines {seen[key]} and {line}); expected once")
-                seen[key] = line
-                stack.append((value_node, dotted))
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend((item, prefix) for item in current.value)
-    return yaml.safe_load(text)
-
-
-def derive_seed(seed: int, *names: object) -> int:
-    """A seed for one purpose (sampler, design, train, eval of trial N) derived from the campaign seed."""
-    digest = hashlib.sha256(":".join(str(x) for x in (seed, *names)).encode()).digest()
-    return int.from_bytes(digest[:4], "little") % (2**31 - 1)
-
-
-def trial_id(number: int) -> str:
-    """The folder and stage key of the Optuna trial `number`: t000, t001, …"""
-    return f"t{number:03d}"
-
-
-__all__ = [
-    "CategoricalDimension",
-    "FloatDimension",
-    "IntDimension",
-    "Params",
-    "ParamsError",
-    "derive_seed",
-    "load_params",
-    "trial_id",
-]
