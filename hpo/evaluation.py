@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hpo.config import EvalSection, derive_seed
+from hpo.search.ecooptigen import Budget, check_on_growing_subsets, instance_cost
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
 from hpo.trials import cache
 from hpo.trials.cache import cached, file_hash, folder_hash
@@ -47,14 +47,6 @@ def sampling_of(kwargs: dict[str, Any]) -> Any:
         presence_penalty=float(kwargs.get("presence_penalty", 0.0)),
         frequency_penalty=float(kwargs.get("frequency_penalty", 0.0)),
     )
-
-
-@dataclass(frozen=True)
-class Budget:
-    """EcoOptiGen's inference budget B.i for rule 2: the target cost per instance, in the LM's cost units (tokens,
-    or money with `make_lm`'s prices)."""
-
-    target: float
 
 
 def make_lm(
@@ -178,51 +170,28 @@ def make_lm(
             if budget is None:
                 self._sample([r for i in instances for r in by_instance[i]], outputs)
                 return outputs
-            # EcoOptiGen's rule 2 on the responses' cost: the prompts' cost is known for every instance before any
-            # generation (their average, as FLAML's avg_input_tokens), so the subsets compare what the configuration
-            # decides — its responses — with what the budget leaves for them, not the first prompts' lengths.
-            from hpo.search.ecooptigen import margin, subset_sizes, verdict
+
+            # EcoOptiGen's rule 2 (`ecooptigen.check_on_growing_subsets`): sample the first 1, 2, 4, … instances
+            # until their responses' cost says whether the configuration keeps the budget.
+            def sample(start: int, stop: int) -> list[float]:
+                chosen = instances[start:stop]
+                self._sample([r for i in chosen for r in by_instance[i]], outputs)
+                return [self.instance_cost(i) - self.prompt_cost(by_instance[i][0][1]) for i in chosen]
 
             total = len(instances)
             prompt_cost = sum(self.prompt_cost(by_instance[i][0][1]) for i in instances) / max(1, total)
-            left = budget.target - prompt_cost
-            done = 0
-            for size in subset_sizes(total) if total else []:
-                self._sample([r for i in instances[done:size] for r in by_instance[i]], outputs)
-                done = size
-                average = sum(self.instance_cost(i) - self.prompt_cost(by_instance[i][0][1]) for i in instances[:size])
-                average /= size
-                said = verdict(average, size, total, left) if left > 0 else "invalid"
-                self.checks.append(
-                    {
-                        "size": size,
-                        "of": total,
-                        "average_response_cost": round(average, 6),
-                        "response_budget": round(left, 6),
-                        "average_prompt_cost": round(prompt_cost, 6),
-                        "margin": round(margin(size, total), 6),
-                        "verdict": said,
-                    }
-                )
-                if said == "invalid":
-                    self.pruned_after = size  # the other instances are not sampled: their responses stay empty
-                    break
-                if said == "valid":
-                    rest = instances[size:]
-                    self._sample([r for i in rest for r in by_instance[i]], outputs)
-                    break
+            checks, pruned_after = check_on_growing_subsets(total, budget, prompt_cost, sample)
+            self.checks += checks
+            if pruned_after is not None:  # the other instances are not sampled: their responses stay empty
+                self.pruned_after = pruned_after
             return outputs
 
         def prompt_cost(self, prompt: list[int]) -> float:
             """A prompt's cost (tokens, or money)."""
-            from hpo.search.ecooptigen import instance_cost
-
             return instance_cost(len(prompt), [], prices)
 
         def instance_cost(self, instance: tuple[str, int]) -> float:
             """An instance's inference cost so far: its prompt once and all its responses (tokens, or money)."""
-            from hpo.search.ecooptigen import instance_cost
-
             used = self.usage[instance]
             return instance_cost(used["prompt_tokens"], [r["tokens"] for r in used["responses"]], prices)
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, derive_seed
-from hpo.evaluation import Budget, evaluate, make_lm
+from hpo.evaluation import evaluate, make_lm
 from hpo.record.files import write_json
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
-from hpo.search.ecooptigen import region
+from hpo.search.ecooptigen import Budget, budget_record, rule2_reason
 from hpo.tasks import task_dir_dep
 from hpo.trials.cache import pin_threads
 from hpo.utility import UTILITIES, utility
@@ -157,13 +157,7 @@ def generate(
         },
     }
     if pruned:
-        last = lm.checks[-1]
-        metrics["reason"] = (
-            f"pruned by EcoOptiGen's rule 2: responses cost {last['average_response_cost']:.4g} per instance "
-            f"after {last['size']} of {last['of']} instances, over the {last['response_budget']:.4g} that the "
-            f"inference budget {settings.inference_budget:g} leaves after the prompts' "
-            f"{last['average_prompt_cost']:.4g} by more than the margin {last['margin']:.2%}"
-        )
+        metrics["reason"] = rule2_reason(lm.checks[-1], settings.inference_budget)
         metrics["partial_score"] = round(objective, 6)
     return metrics, records, {"reused_responses": lm.reused, "sampled_tokens": lm.sampled_tokens}
 
@@ -187,21 +181,6 @@ def budget_of(settings: GenerateSection) -> Budget | None:
     if settings.inference_budget is None:
         return None
     return Budget(settings.inference_budget)
-
-
-def budget_record(settings: GenerateSection, checks: list[dict[str, Any]], valid: bool, checked: bool) -> dict:
-    """What rule 1 learns from a trial (its region, max_new_tokens, n and whether it kept the budget) and how
-    rule 2 decided."""
-    return {
-        "inference_budget": settings.inference_budget,
-        "units": "money" if settings.price_per_1k else "tokens",
-        "region": list(region(settings.template, settings.stop)),
-        "max_new_tokens": settings.max_new_tokens,
-        "n": settings.n,
-        "valid": valid,
-        "checked": checked,
-        "checks": checks,
-    }
 
 
 def cost(records: list[dict[str, Any]], inference_cost: float) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,7 @@ from hpo.record.layout import BASELINE, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
 from hpo.record.records import read_trials, record_failure, record_lineage, record_trial, start_campaign
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
-from hpo.search import objectives
-from hpo.search.ecooptigen import Knowledge, region
+from hpo.search import ecooptigen, objectives
 from hpo.search.proposers import ask, enqueue_design
 from hpo.search.warm_start import warm_start
 
@@ -213,38 +212,14 @@ class Campaign:
         return {**result, **shown, "spent": self.spent()}  # with the running total, for the progress line
 
     def _rule1(self, values: dict[str, Any]) -> dict[str, Any] | None:
-        """EcoOptiGen's rule 1 for a generation trial about to be recorded, from the trials finished so far:
-        `prune` (no generation), `valid` (no budget check) or `check` (rule 2 in the stage), with why; None when
-        the campaign has no inference budget."""
-        if not self.params.campaign.generates or self.params.generate.inference_budget is None:
-            return None
-        if self.params.campaign.trains:  # Assumption 3.1 holds per model, and each joint trial has its own
-            return {
-                "decision": "check",
-                "reason": "a joint trial samples from its own fine-tuned model, of which "
-                "nothing is known: checked on growing subsets (rule 2)",
-            }
-        knowledge = Knowledge()
-        for tid in read_trials(self.paths):
-            learned = (read_json(self.paths.trial(tid).metrics) or {}).get("budget")
-            if learned:
-                knowledge.region(tuple(learned["region"])).learn(
-                    learned["max_new_tokens"], learned["n"], learned["valid"]
-                )
-        settings = self.params.trial_generate(values)
-        key = region(settings.template, settings.stop)
-        decision = knowledge.before(key, settings.max_new_tokens, settings.n)
-        known = knowledge.region(key)
-        reasons = {
-            "prune": f"pruned by EcoOptiGen's rule 1: n={settings.n} >= "
-            f"{known.min_invalid_n(settings.max_new_tokens)}, "
-            f"known over the inference budget at max_new_tokens <= {settings.max_new_tokens} (template "
-            f"{settings.template}, stop {settings.stop})",
-            "valid": f"n={settings.n} <= {known.max_valid_n(settings.max_new_tokens)}, known within the inference "
-            f"budget at max_new_tokens >= {settings.max_new_tokens}: no budget check",
-            "check": "no verdict known: checked on growing subsets (rule 2)",
-        }
-        return {"decision": decision, "reason": reasons[decision]}
+        """EcoOptiGen's rule 1 for a generation trial about to be recorded (`ecooptigen.rule1`), from what the
+        trials recorded so far learned; None when the campaign has no inference budget."""
+
+        def records() -> Iterator[dict[str, Any] | None]:  # read only if rule 1 needs them
+            for tid in read_trials(self.paths):
+                yield (read_json(self.paths.trial(tid).metrics) or {}).get("budget")
+
+        return ecooptigen.rule1(self.params, values, records())
 
     def spent(self) -> dict[str, float]:
         """What the trials recorded so far spent: their wall seconds and GPU-hours (lineage.yaml), the tokens they

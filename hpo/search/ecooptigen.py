@@ -25,14 +25,21 @@ the tuning data is within B.i.
 - Rule 3 (reuse). When n grows from a known valid n, the responses already drawn are reused: response j of an
   instance is seeded by (campaign seed, generation seed, task, instance, j), not by n, so responses 0..n₀−1 of a
   configuration with n > n₀ are those of the same configuration with n₀ (`hpo.evaluation` keeps them per worker).
+
+Every rule is decided here, and only here: the campaign asks rule 1 (`rule1`) before it records a trial, the LM
+runs rule 2 (`check_on_growing_subsets`) as it samples, and the generate stage writes what a trial teaches rule 1
+(`budget_record`), which `rule1` reads back from the trials recorded so far.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from hpo.config import GenerateSection, Params
 
 Verdict = Literal["valid", "invalid", "grow"]
 MARGIN = 0.1
@@ -150,3 +157,124 @@ def instance_cost(prompt_tokens: int, response_tokens: list[int], prices: tuple[
     if prices is None:
         return float(prompt_tokens + sum(response_tokens))
     return (prompt_tokens * prices[0] + sum(response_tokens) * prices[1]) / 1000
+
+
+@dataclass(frozen=True)
+class Budget:
+    """EcoOptiGen's inference budget B.i for rule 2: the target cost per instance, in the LM's cost units (tokens,
+    or money with `make_lm`'s prices)."""
+
+    target: float
+
+
+def rule1(params: Params, values: dict[str, Any], records: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """Rule 1 for a generation trial about to be recorded: `prune` (no generation), `valid` (no budget check) or
+    `check` (rule 2 in the stage), with why.
+
+    Args:
+        params: the campaign's declaration.
+        values: the trial's hyperparameters.
+        records: what each trial recorded so far taught rule 1 (its metrics' `budget`, `budget_record`; None
+            where it has none), iterated only when the decision needs it.
+
+    Returns:
+        The decision and its reason, or None when the campaign has no inference budget.
+    """
+    if not params.campaign.generates or params.generate.inference_budget is None:
+        return None
+    if params.campaign.trains:  # Assumption 3.1 holds per model, and each joint trial has its own
+        return {
+            "decision": "check",
+            "reason": "a joint trial samples from its own fine-tuned model, of which "
+            "nothing is known: checked on growing subsets (rule 2)",
+        }
+    knowledge = Knowledge()
+    for record in records:
+        if record:
+            knowledge.region(tuple(record["region"])).learn(record["max_new_tokens"], record["n"], record["valid"])
+    settings = params.trial_generate(values)
+    key = region(settings.template, settings.stop)
+    decision = knowledge.before(key, settings.max_new_tokens, settings.n)
+    known = knowledge.region(key)
+    reasons = {
+        "prune": f"pruned by EcoOptiGen's rule 1: n={settings.n} >= "
+        f"{known.min_invalid_n(settings.max_new_tokens)}, "
+        f"known over the inference budget at max_new_tokens <= {settings.max_new_tokens} (template "
+        f"{settings.template}, stop {settings.stop})",
+        "valid": f"n={settings.n} <= {known.max_valid_n(settings.max_new_tokens)}, known within the inference "
+        f"budget at max_new_tokens >= {settings.max_new_tokens}: no budget check",
+        "check": "no verdict known: checked on growing subsets (rule 2)",
+    }
+    return {"decision": decision, "reason": reasons[decision]}
+
+
+def check_on_growing_subsets(
+    total: int, budget: Budget, average_prompt_cost: float, sample: Callable[[int, int], list[float]]
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Rule 2 while a configuration generates: the prompts' cost is known for every instance before any generation
+    (their average, as FLAML's avg_input_tokens), so the subsets compare what the configuration decides — its
+    responses — with what the budget leaves for them, not the first prompts' lengths.
+
+    Args:
+        total: the instances of the tuning data.
+        budget: the inference budget B.i per instance.
+        average_prompt_cost: the prompts' average cost over all `total` instances.
+        sample: samples the instances from index `start` up to `stop` (`sample(start, stop)`) and returns the cost
+            of each one's responses; called for the first 1, 2, 4, … instances in turn, and once for all the rest
+            when a subset is clearly within the budget.
+
+    Returns:
+        The checks made, as the trial's metrics record them, and the number of instances sampled when a subset
+        was clearly over the budget (the rest are never sampled), else None.
+    """
+    left = budget.target - average_prompt_cost
+    costs: list[float] = []
+    checks: list[dict[str, Any]] = []
+    for size in subset_sizes(total) if total else []:
+        costs += sample(len(costs), size)
+        average = sum(costs[:size]) / size
+        said = verdict(average, size, total, left) if left > 0 else "invalid"
+        checks.append(
+            {
+                "size": size,
+                "of": total,
+                "average_response_cost": round(average, 6),
+                "response_budget": round(left, 6),
+                "average_prompt_cost": round(average_prompt_cost, 6),
+                "margin": round(margin(size, total), 6),
+                "verdict": said,
+            }
+        )
+        if said == "invalid":
+            return checks, size
+        if said == "valid":
+            sample(size, total)
+            break
+    return checks, None
+
+
+def rule2_reason(check: Mapping[str, Any], inference_budget: float | None) -> str:
+    """Why rule 2 pruned a trial, from its last check."""
+    return (
+        f"pruned by EcoOptiGen's rule 2: responses cost {check['average_response_cost']:.4g} per instance "
+        f"after {check['size']} of {check['of']} instances, over the {check['response_budget']:.4g} that the "
+        f"inference budget {inference_budget:g} leaves after the prompts' "
+        f"{check['average_prompt_cost']:.4g} by more than the margin {check['margin']:.2%}"
+    )
+
+
+def budget_record(
+    settings: GenerateSection, checks: list[dict[str, Any]], valid: bool, checked: bool
+) -> dict[str, Any]:
+    """What rule 1 learns from a trial (its region, max_new_tokens, n and whether it kept the budget) and how
+    rule 2 decided: the `budget` of the trial's metrics, which `rule1` reads back."""
+    return {
+        "inference_budget": settings.inference_budget,
+        "units": "money" if settings.price_per_1k else "tokens",
+        "region": list(region(settings.template, settings.stop)),
+        "max_new_tokens": settings.max_new_tokens,
+        "n": settings.n,
+        "valid": valid,
+        "checked": checked,
+        "checks": checks,
+    }
