@@ -12,32 +12,36 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from hpo.analysis.source import CampaignSource
 from hpo.record.files import read_json, read_yaml
-from hpo.record.layout import CampaignPaths
+from hpo.record.layout import CampaignPaths, TrialPaths
 from hpo.record.records import SCORE_SECTION, SCORE_STAGE, campaign_kind, read_registry, read_trial, stage_key
 from hpo.tasks import changed_inputs, score_input_deps, task_dir_dep
 
-ARTEFACTS = {
-    "data": ("prepare_data@{c}", "campaigns/{c}/data"),
-    "base_model": ("base_model@{c}", "campaigns/{c}/base_model"),
-    "adapter": ("train_lora@{k}", "campaigns/{c}/trials/{t}/adapter"),
-    "train_metrics": ("train_lora@{k}", "campaigns/{c}/trials/{t}/train.json"),
-    "merged": ("merge_lora@{k}", "campaigns/{c}/trials/{t}/merged"),
-    "metrics": ("score@{k}", "campaigns/{c}/trials/{t}/metrics.json"),
+# Each artefact of a trial: the stage that writes it and where (`hpo.record.layout`), relative to the workspace as
+# dvc.lock records it.
+Artefact = tuple[str, Callable[[CampaignPaths, TrialPaths], str]]
+ARTEFACTS: dict[str, Artefact] = {
+    "data": ("prepare_data@{c}", lambda c, t: c.data.as_posix()),
+    "base_model": ("base_model@{c}", lambda c, t: c.base_model.as_posix()),
+    "adapter": ("train_lora@{k}", lambda c, t: t.adapter.as_posix()),
+    "train_metrics": ("train_lora@{k}", lambda c, t: t.train_metrics.as_posix()),
+    "merged": ("merge_lora@{k}", lambda c, t: t.merged.as_posix()),
+    "metrics": ("score@{k}", lambda c, t: t.metrics.as_posix()),
     # The files the score read (task YAMLs, data, `!function` modules): DVC dependencies of the score stage, their
     # sha256 recorded in metrics.json's `lm_eval.inputs`; `check` reads their state from `dvc status`.
-    "eval_inputs": ("score@{k}", "campaigns/{c}/trials/{t}/metrics.json:lm_eval.inputs"),
+    "eval_inputs": ("score@{k}", lambda c, t: f"{t.metrics.as_posix()}:lm_eval.inputs"),
 }
 # A generation trial's one stage writes its responses and metrics; the files it read are its dependencies.
-GENERATION_ARTEFACTS = {
+GENERATION_ARTEFACTS: dict[str, Artefact] = {
     "data": ARTEFACTS["data"],
     "base_model": ARTEFACTS["base_model"],
-    "responses": ("generate@{k}", "campaigns/{c}/trials/{t}/responses.jsonl"),
-    "metrics": ("generate@{k}", "campaigns/{c}/trials/{t}/metrics.json"),
-    "eval_inputs": ("generate@{k}", "campaigns/{c}/trials/{t}/metrics.json:lm_eval.inputs"),
+    "responses": ("generate@{k}", lambda c, t: t.responses.as_posix()),
+    "metrics": ("generate@{k}", ARTEFACTS["metrics"][1]),
+    "eval_inputs": ("generate@{k}", ARTEFACTS["eval_inputs"][1]),
 }
 # A joint trial: the fine-tuning trial's adapter and merged model, then the generation trial's responses on it.
 JOINT_ARTEFACTS = {
@@ -50,10 +54,11 @@ KIND_ARTEFACTS = {"finetune": ARTEFACTS, "generate": GENERATION_ARTEFACTS, "join
 def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]:
     """The DVC hash (md5, stage, path) of each artefact of a trial, as `dvc.lock` records it."""
     source = CampaignSource(paths.name, root=paths.root)
-    names = {"c": paths.name, "t": trial, "k": stage_key(paths.name, trial)}
+    names = {"c": paths.name, "k": stage_key(paths.name, trial)}
+    relative = CampaignPaths(paths.name)  # paths as dvc.lock has them, relative to the workspace
     hashes: dict[str, dict[str, Any]] = {}
-    for artefact, (stage_tpl, path_tpl) in KIND_ARTEFACTS[campaign_kind(paths)].items():
-        stage, path = stage_tpl.format(**names), path_tpl.format(**names)
+    for artefact, (stage_tpl, path_of) in KIND_ARTEFACTS[campaign_kind(paths)].items():
+        stage, path = stage_tpl.format(**names), path_of(relative, relative.trial(trial))
         hashes[artefact] = {"stage": stage, "path": path, "md5": source.locked_md5(stage, path)}
     return hashes
 

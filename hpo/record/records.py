@@ -144,9 +144,8 @@ def register_campaign(paths: CampaignPaths, params: Params) -> None:
 def generation_model(campaign: str, trial: str, kind: str) -> str:
     """The checkpoint a trial's generate stage samples from: the trial's merged model in a joint campaign, the
     campaign's base model otherwise."""
-    if kind == "joint":
-        return f"campaigns/{campaign}/trials/{trial}/merged"
-    return f"campaigns/{campaign}/base_model"
+    paths = CampaignPaths(campaign)  # relative to the workspace, as dvc.yaml reads the registry
+    return (paths.trial(trial).merged if kind == "joint" else paths.base_model).as_posix()
 
 
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
