@@ -12,12 +12,18 @@ strategy (Latin-hypercube design, then TPE), a third of the grid's configuration
 Printed: configurations, tokens (prompts + responses, as each trial's metrics count them) and wall time of each;
 the best score of each; the tokens and the trials ours spent until it first reached the grid's best; the ratio.
 Goal (issue 10): our best >= the grid's best at <= 1/3 of its tokens.
+The two ways differ by design (a search that spends a third of the grid's trials against the whole grid), so the
+ratio is of the cost at an equal best, not of equal work. What both must compute alike is checked: the grid
+samples with the campaign's seeds and its trials' torch threads, so every configuration ours evaluated must have
+the same score and tokens in the grid; when one does not, the bench exits with status 1 naming ours' trial, the
+configuration and both results, before it prints a ratio (bench/agree.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import tempfile
@@ -30,6 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.agree import check_agree  # noqa: E402
 from bench.generation_pruning import finetuned, run  # noqa: E402
 
 GRID: dict[str, list[Any]] = {
@@ -52,11 +59,14 @@ def grid_search(ws: Path, campaign: str) -> list[dict[str, Any]]:
     from hpo.config import derive_seed
     from hpo.record.layout import CampaignPaths
     from hpo.record.records import read_trial
+    from hpo.trials.cache import pin_threads
     from stages.generate import generate
 
     paths = CampaignPaths(campaign, ws)  # the campaign's prepared tasks, model, seeds: the same as ours
     params = paths.load()
-    seeds = read_trial(paths, "t000")["seeds"]
+    first = read_trial(paths, "t000")
+    seeds = first["seeds"]  # derived from the campaign seed: every trial of ours records the same
+    pin_threads(first.get("threads"))  # the torch threads ours' trials computed with
     checkpoint = resolve_checkpoint(paths.base_model)
     log: list[dict[str, Any]] = []
 
@@ -137,6 +147,20 @@ def main() -> None:
     began = time.perf_counter()
     grid = grid_search(ws, "ours")
     grid_seconds = time.perf_counter() - began
+
+    # every configuration ours evaluated, with the same seeds, must have scored and cost the same in the grid
+    recorded = yaml.safe_load((ws / "campaigns/ours/trials.yaml").read_text())
+    by_values = {tuple(r[k] for k in GRID): r for r in grid}
+    same: dict[str, dict[str, Any]] = {"ours": {}, "grid": {}}
+    for row in ours:
+        values = tuple(recorded[row["trial"]]["params"][k] for k in GRID)
+        name = f"{row['trial']} ({', '.join(f'{k} {v}' for k, v in zip(GRID, values, strict=True))})"
+        metrics = json.loads((ws / "campaigns/ours/trials" / row["trial"] / "metrics.json").read_text())
+        same["ours"][name] = (metrics["score"], metrics["cost"]["total_tokens"])
+        if values in by_values:
+            same["grid"][name] = (by_values[values]["score"], by_values[values]["tokens"])
+    check_agree(same, "(score, tokens)", "a configuration ours evaluated, in the grid")
+    print(f"the {len(ours)} configurations ours evaluated scored and cost the same in the grid")
 
     grid_best = max(grid, key=lambda r: r["score"])
     grid_tokens = sum(r["tokens"] for r in grid)

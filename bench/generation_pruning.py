@@ -10,6 +10,10 @@ evaluate the same configurations in the same order) and the same inference budge
 instance exceeds B.i are discarded afterwards, as an unpruned search under the same constraint would.
 Printed: tokens each run sampled (prompts + responses), the best feasible score each found, the ratio of tokens,
 and how many trials rule 1 and rule 2 pruned. Goal (issue 10): >= 50 % fewer tokens at an equal best.
+The runs differ by design (one prunes), so the ratio is of the cost at an equal best, not of equal work. What they
+must do alike is checked: every trial has the same configuration in both runs, and a trial that both ran to the
+end has the same score and tokens in both (same seeds: the same responses); when either does not hold, the bench
+exits with status 1 naming the trial and both values, before it prints the ratio (bench/agree.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from agree import check_agree  # bench/ is the script's folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +70,7 @@ def main() -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
     checkpoint = str(args.checkpoint.resolve()) if args.checkpoint else finetuned(ws)
     base = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
-    tables = {}
+    tables, configurations = {}, {}
     for name, budget in (("on", args.budget), ("off", None)):
         raw = json.loads(json.dumps(base))
         raw["campaign"].update({"name": f"prune_{name}", "n_trials": args.trials, "n_init": 0, "sampler": "random"})
@@ -76,7 +81,18 @@ def main() -> None:
         run(ws, path)
         with (ws / f"campaigns/prune_{name}/report/trials.csv").open() as f:
             tables[name] = list(csv.DictReader(f))
+        records = yaml.safe_load((ws / f"campaigns/prune_{name}/trials.yaml").read_text())
+        configurations[name] = {t: (r["params"], r["seeds"]) for t, r in records.items()}
     n_eval = base["data"]["n_eval"]
+    check_agree(configurations, "(configuration, seeds)", "the random sampler proposes the same in both runs")
+    done = {k: {r["trial"]: r for r in rows if r["state"] == "complete"} for k, rows in tables.items()}
+    both = [t for t in done["on"] if t in done["off"]]
+    check_agree(
+        {k: {t: (done[k][t]["score"], done[k][t]["gen_tokens"]) for t in both} for k in done},
+        "(score, gen_tokens)",
+        "a configuration both runs sampled on every instance",
+    )
+    print(f"same configurations in both runs; {len(both)} trials run to the end in both, same scores and tokens")
 
     def feasible(row: dict) -> bool:
         return row["state"] == "complete" and int(row["gen_tokens"]) / n_eval <= args.budget

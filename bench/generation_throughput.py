@@ -5,10 +5,14 @@
     python bench/generation_throughput.py --checkpoint campaigns/default/trials/baseline/merged
 
 litgpt's `generate` samples one sequence at a time (KV-cached); ours batches the rows of one prompt length (the n
-responses of an instance, and instances of equal length) and seeds every row. Both run greedy (identical tokens,
-checked) and sampled (temperature 0.8, top-k 50), `--n` responses per prompt, `--max-new-tokens` each; prompts are
-the TinyTopic generative task's. Printed: tokens per second each way and the ratio ours / litgpt per batch size.
-Goal (issue 10): >= 0.9x; batched should beat it.
+responses of an instance, and instances of equal length) and seeds every row. Both run greedy and sampled
+(temperature 0.8, top-k 50), `--n` responses per prompt, `--max-new-tokens` each; prompts are the TinyTopic
+generative task's. So that both sample the same tokens, litgpt's global generator is seeded before each row with
+the seed ours gives that row (`torch.manual_seed`, the same Mersenne Twister a `torch.Generator` seeds, and both
+draw with `torch.multinomial` from the same distribution). Every row's tokens must be identical in both ways,
+greedy and sampled, at every batch size: when they are not, the bench exits with status 1 naming the row and both
+token lists, before it prints that ratio (bench/agree.py). Printed: tokens per second each way and the ratio
+ours / litgpt per batch size. Goal (issue 10): >= 0.9x; batched should beat it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from agree import check_agree  # noqa: E402  (bench/ is the script's folder, first on sys.path)
 
 
 def load(checkpoint: Path | None) -> tuple[object, object]:
@@ -50,8 +56,9 @@ def litgpt_loop(model, tokenizer, prompts, n, max_new, temperature, top_k) -> tu
 
     out = []
     start = time.perf_counter()
-    for prompt in prompts:
-        for _ in range(n):
+    for i, prompt in enumerate(prompts):
+        for j in range(n):
+            torch.manual_seed(i * n + j)  # the seed `ours` gives this row
             model.set_kv_cache(batch_size=1)
             ids = generate(
                 model,
@@ -71,7 +78,7 @@ def ours(model, tokenizer, prompts, n, max_new, temperature, top_k, batch) -> tu
     from hpo.generation import Sampling, generate
 
     rows = [p for p in prompts for _ in range(n)]
-    seeds = list(range(len(rows)))
+    seeds = list(range(len(rows)))  # row i * n + j: prompt i's response j, as litgpt_loop seeds it
     sampling = Sampling(temperature=temperature, top_k=top_k if temperature else None, max_new_tokens=max_new)
     start = time.perf_counter()
     done = generate(model, tokenizer, rows, sampling, seeds, batch_size=batch)
@@ -102,10 +109,18 @@ def main() -> None:
         for batch in args.batch:
             s, ids = ours(model, tokenizer, prompts, args.n, args.max_new_tokens, temperature, top_k, batch)
             tokens = sum(len(x) for x in ids)
-            same = " (tokens identical to litgpt's)" if temperature == 0 and ids == ref_ids else ""
+            rows = {f"prompt {r // args.n} response {r % args.n}": r for r in range(len(ref_ids))}
+            check_agree(
+                {
+                    "litgpt": {row: ref_ids[r] for row, r in rows.items()},
+                    f"ours (batch {batch})": {row: ids[r] for row, r in rows.items() if r < len(ids)},
+                },
+                "token ids",
+                label,
+            )
             print(
                 f"  ours, batch {batch:>3}: {s:.2f} s, {tokens / s:.0f} tokens/s, "
-                f"ratio ours/litgpt {(tokens / s) / (ref_tokens / ref_s):.2f}x{same}"
+                f"ratio ours/litgpt {(tokens / s) / (ref_tokens / ref_s):.2f}x (tokens identical to litgpt's)"
             )
 
 

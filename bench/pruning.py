@@ -9,6 +9,11 @@ the optimizer steps and training tokens the searched trials trained (the baselin
 best score, and against the run without pruning the share of training saved and the best's difference in
 accuracy points. Goal (issue 11): >= 50 % less training compute with the best within 1 point.
 Compute is counted in steps and tokens, not seconds: the figures do not depend on what else the machine runs.
+The runs differ by design (a pruner stops trials, and TPE then learns from other results and proposes other
+points), so the ratio is of the cost at an equal best, not of equal work. What they must compute alike is checked:
+a trial that two runs both trained to the end with the same hyperparameters and seeds (the baseline, the design
+points a pruner let through) must have the same score in both; when it does not, the bench exits with status 1
+naming the trial and both scores, before it prints the comparison (bench/agree.py).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from generation_pruning import run as campaign_run  # bench/ is the script's folder, first on sys.path
+from agree import check_agree  # bench/ is the script's folder, first on sys.path
+from generation_pruning import run as campaign_run
 
 ROOT = Path(__file__).resolve().parent.parent
 PRUNERS = {
@@ -32,12 +38,42 @@ PRUNERS = {
 }
 
 
-def run(ws: Path, params: Path) -> list[dict[str, str]]:
-    """`campaign run` of `params` in the clone (the generation benchmark's helper); the searched trials' rows."""
+def run(ws: Path, params: Path) -> tuple[list[dict[str, str]], dict[str, tuple[str, float]]]:
+    """`campaign run` of `params` in the clone (the generation benchmark's helper); the searched trials' rows, and
+    per trial that trained to the end (the baseline included) its recorded decision (hyperparameters, seeds,
+    threads) and score."""
     campaign_run(ws, params)
     name = yaml.safe_load(params.read_text())["campaign"]["name"]
     with (ws / f"campaigns/{name}/report/trials.csv").open() as f:
-        return [r for r in csv.DictReader(f) if r["baseline"] != "True"]
+        rows = list(csv.DictReader(f))
+    records = yaml.safe_load((ws / f"campaigns/{name}/trials.yaml").read_text())
+    complete = {
+        r["trial"]: (
+            yaml.safe_dump({k: v for k, v in records[r["trial"]].items() if k in ("params", "seeds", "threads")}),
+            float(r["score"]),
+        )
+        for r in rows
+        if r["state"] == "complete" and r["score"] and r["trial"] in records
+    }
+    return [r for r in rows if r["baseline"] != "True"], complete
+
+
+def check_same_trials(complete: dict[str, dict[str, tuple[str, float]]]) -> int:
+    """Each run against the first: the trials both trained to the end from the same recorded decision must have the
+    same score (exit status 1 naming the trial otherwise); how many such trials were compared."""
+    if len(complete) < 2:
+        return 0
+    first, *others = complete
+    compared = 0
+    for other in others:
+        both = [t for t in complete[first] if t in complete[other] and complete[first][t][0] == complete[other][t][0]]
+        check_agree(
+            {run: {t: complete[run][t][1] for t in both} for run in (first, other)},
+            "score",
+            "a trial trained to the end with the same settings in both runs",
+        )
+        compared += len(both)
+    return compared
 
 
 def main() -> None:
@@ -48,7 +84,7 @@ def main() -> None:
     ws = Path(tempfile.mkdtemp(prefix="bench-lora-pruning-")) / "ws"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
     base = yaml.safe_load(args.params.read_text())
-    results = {}
+    results, complete = {}, {}
     for name in args.pruners:
         raw = yaml.safe_load(yaml.safe_dump(base))
         raw["campaign"]["name"] = f"pruning_{name}"
@@ -57,7 +93,7 @@ def main() -> None:
             raw["campaign"]["pruner"] = PRUNERS[name]
         path = ws / f"pruning_{name}.yaml"
         path.write_text(yaml.safe_dump(raw, sort_keys=False))
-        rows = run(ws, path)
+        rows, complete[name] = run(ws, path)
         results[name] = {
             "pruned": sum(r["state"] == "pruned" for r in rows),
             "steps": sum(
@@ -67,6 +103,8 @@ def main() -> None:
             "best": max((float(r["score"]) for r in rows if r["state"] == "complete" and r["score"]), default=None),
         }
         print(f"{name}: {results[name]}", flush=True)
+    compared = check_same_trials(complete)
+    print(f"trials trained to the end from the same decision in two runs: {compared}, scores identical")
     c = base["campaign"]
     print(
         f"\n{c['n_trials']} trials ({c['n_init']} design points, {c['sampler']}), seed {c['seed']}, "

@@ -8,10 +8,16 @@ hand-written single-process loop (B), on the SAME trials (baseline + Latin-hyper
 (A) what a user would type per trial: `litgpt finetune_lora --config …` (which also merges), then a scoring
     process (lm-eval's `simple_evaluate` through the project's litgpt `LM`, as `python -m stages.score` does).
 (B) one Python process calling the stage functions (`train_lora`, `merge_lora`, `score`) in a loop.
-All three use the same prebuilt base model (built once, untimed) and the trials P recorded (params and seeds);
-the scores must agree. Printed: whole-run seconds per way and size, per-trial seconds (slope: the difference
-between the 8- and 4-trial runs divided by 4, so fixed start-up costs and per-trial costs are seen apart), the
-base-model loads per worker, and last the line `P/A <x>  P/B <y>` for the slopes.
+All three use the same prebuilt base model (built once, untimed) and the trials P recorded (params, seeds, torch
+threads). A and B cannot prune or stop on a budget, so P runs with `campaign.pruner` and `campaign.stop_after`
+removed from the declaration (the default campaign prunes): every trial trains its full `train.max_steps` in all
+three ways. The three ways' scores must be identical, trial by trial: when they are not, the bench exits with
+status 1 naming the trial and the differing scores, before it prints any ratio (bench/agree.py).
+Printed per size: whole-run seconds per way, each trial's seconds and scores in the three ways, the whole-run
+ratios P/A and P/B, the base-model loads per worker; with two sizes, the per-trial slope (the difference between
+the 8- and 4-trial runs divided by 4, so fixed start-up costs and per-trial costs are seen apart) and last the
+line `P/A <x>  P/B <y>` for the slopes. The 4- and 8-trial runs' Latin hypercubes are different points, but each
+size's trials are the same in the three ways.
 Goals (issue 9, 2-core CPU, one worker): slope P/B <= 1.15 and P/A <= 0.5; whole 4-trial run P/B <= 1.5.
 """
 
@@ -28,6 +34,7 @@ import time
 from pathlib import Path
 
 import yaml
+from agree import check_agree  # bench/ is the script's folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -62,6 +69,10 @@ def run_p(work: Path, params: dict, base: Path, n: int) -> tuple[float, Path]:
         "model": {**params["model"], "checkpoint_dir": str(base)},
     }
     declared["campaign"].pop("scheduler", None)
+    # what A and B cannot do: stop a trial early (pruner) or stop proposing on a budget; without them P trains
+    # every trial it records to the end, as A and B do
+    for key in ("pruner", "stop_after"):
+        declared["campaign"].pop(key, None)
     (ws / "params.bench.yaml").write_text(yaml.safe_dump(declared))
     env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect")}
     seconds, _ = timed([sys.executable, "-m", "flows.cli", "run", "--params", "params.bench.yaml"], ws, env)
@@ -117,7 +128,9 @@ def run_a(work: Path, campaign: Path, base: Path) -> tuple[float, dict[str, floa
 
 
 def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
-    """The hand-written loop, in this process (run as `--loop-b`): the stage functions one after the other."""
+    """The hand-written loop, in this process (run as `--loop-b`): the stage functions one after the other, from
+    P's clone (the code P ran, whatever the working tree holds now)."""
+    sys.path.insert(0, str(campaign.parent.parent))
     from hpo.config import load_params
     from hpo.record.layout import TrialPaths
     from hpo.trials.cache import pin_threads
@@ -149,14 +162,46 @@ def run_b(work: Path, campaign: Path, base: Path) -> tuple[float, dict[str, floa
     return seconds, {t: r["seconds"] for t, r in result.items()}, {t: r["score"] for t, r in result.items()}
 
 
-def p_trials(campaign: Path) -> tuple[dict[str, float], dict[str, float], list[dict]]:
+def p_trials(campaign: Path) -> tuple[dict[str, float], dict[str, float | None], list[dict]]:
     lineage = yaml.safe_load((campaign / "lineage.yaml").read_text())
-    scores = {t: json.loads((campaign / "trials" / t / "metrics.json").read_text())["score"] for t in lineage}
+    pruned = [t for t, record in trials_of(campaign).items() if record.get("pruned")]
+    if pruned:  # cannot happen with the pruner removed; A and B would train these trials in full
+        raise SystemExit(f"FAIL: P pruned {', '.join(pruned)}: A and B train every trial in full")
+    scores = {}
+    for t in lineage:
+        metrics = campaign / "trials" / t / "metrics.json"
+        scores[t] = json.loads(metrics.read_text()).get("score") if metrics.is_file() else None
     return (
         {t: e["wall_seconds"] for t, e in lineage.items()},
         scores,
         [e.get("worker_loads", {}) for e in lineage.values()],
     )
+
+
+def compare(work: Path, params: dict, sizes: list[int]) -> dict[tuple[str, int], float]:
+    """Runs each size's trials the three ways, prints their times and scores, and stops (exit status 1) when the
+    scores differ; the whole-run seconds per (way, size)."""
+    base = build_base(work, params)
+    whole: dict[tuple[str, int], float] = {}
+    for n in sizes:
+        p_total, campaign = run_p(work, params, base, n)
+        p_each, p_scores, loads = p_trials(campaign)
+        a_total, a_each, a_scores = run_a(work, campaign, base)
+        b_total, b_each, b_scores = run_b(work, campaign, base)
+        whole.update({("P", n): p_total, ("A", n): a_total, ("B", n): b_total})
+        print(f"\n{n} trials: whole run P {p_total:.1f} s   A {a_total:.1f} s   B {b_total:.1f} s")
+        print(f"{'trial':>9} {'P':>7} {'A':>7} {'B':>7}   score P / A / B")
+        for trial in p_each:
+            print(
+                f"{trial:>9} {p_each[trial]:7.1f} {a_each.get(trial, float('nan')):7.1f} "
+                f"{b_each.get(trial, float('nan')):7.1f}   "
+                f"{p_scores[trial]} / {a_scores.get(trial)} / {b_scores.get(trial)}"
+            )
+        check_agree({"P": p_scores, "A": a_scores, "B": b_scores}, "score", f"{n} trials")
+        print("scores identical in P, A and B: True")
+        print(f"whole run P/A {p_total / a_total:.2f}  P/B {p_total / b_total:.2f}")
+        print(f"base-model loads per worker (P, after each trial): {[entry.get('base_model') for entry in loads]}")
+    return whole
 
 
 def main() -> None:
@@ -170,27 +215,11 @@ def main() -> None:
     args = parser.parse_args()
     params = yaml.safe_load((ROOT / args.params).read_text())
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
-    base = build_base(work, params)
-    whole: dict[tuple[str, int], float] = {}
-    for n in args.sizes:
-        p_total, campaign = run_p(work, params, base, n)
-        p_each, p_scores, loads = p_trials(campaign)
-        a_total, a_each, a_scores = run_a(work, campaign, base)
-        b_total, b_each, b_scores = run_b(work, campaign, base)
-        whole.update({("P", n): p_total, ("A", n): a_total, ("B", n): b_total})
-        print(
-            f"\n{n} trials: whole run P {p_total:.1f} s   A {a_total:.1f} s   B {b_total:.1f} s   "
-            f"P/A {p_total / a_total:.2f}  P/B {p_total / b_total:.2f}"
-        )
-        print(f"{'trial':>9} {'P':>7} {'A':>7} {'B':>7}   score P / A / B")
-        for trial in p_each:
-            print(
-                f"{trial:>9} {p_each[trial]:7.1f} {a_each[trial]:7.1f} {b_each[trial]:7.1f}   "
-                f"{p_scores[trial]} / {a_scores[trial]} / {b_scores[trial]}"
-            )
-        same = p_scores == a_scores == b_scores
-        print(f"scores identical in P, A and B: {same}")
-        print(f"base-model loads per worker (P, after each trial): {[entry.get('base_model') for entry in loads]}")
+    try:
+        whole = compare(work, params, args.sizes)
+    except BaseException:
+        print(f"work folder kept: {work}", file=sys.stderr)
+        raise
     if len(args.sizes) >= 2:
         small, large = sorted(args.sizes)[:2]
         slope = {w: (whole[(w, large)] - whole[(w, small)]) / (large - small) for w in "PAB"}
