@@ -78,7 +78,7 @@ def make_lm(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
 
-    class LitGPTLM(LM):  # type: ignore[misc]
+    class LitGPTLM(LM):
         """litgpt's GPT behind lm-eval's loglikelihood / generate_until interface."""
 
         def __init__(self) -> None:
@@ -261,7 +261,7 @@ def evaluate(
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    class RecordingTaskManager(TaskManager):  # type: ignore[misc]
+    class RecordingTaskManager(TaskManager):
         """lm-eval's TaskManager, keeping the tasks it loads for `simple_evaluate` (to read their datasets) and
         configuring each before lm-eval builds its requests."""
 

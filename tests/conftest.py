@@ -1,44 +1,32 @@
-"""Shared fixtures: the repository root and a disposable workspace that mirrors it."""
+"""Shared fixtures: a disposable workspace, the test run's tiny base model (built once), and the engines that
+campaign runs of one test process share (a Prefect server and a Dask scheduler with one warm worker)."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKSPACE_FILES = (
-    "hpo",
-    "stages",
-    "flows",
-    "data",
-    "dvc.yaml",
-    "params.yaml",
-    "campaigns/registry.yaml",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".gitignore",
-    ".dvcignore",
-    "tests/params.e2e.yaml",
-)
+from .helpers import ROOT, Engines, free_port, make_workspace, prefect_env, wait_for, wait_healthy
 
 
-def make_workspace(path: Path) -> Path:
-    """A fresh git + DVC workspace holding the project's code and data, as a clean clone would."""
-    path.mkdir(parents=True, exist_ok=True)
-    for name in WORKSPACE_FILES:
-        src, dst = ROOT / name, path / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst)
-    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=path, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ws"], cwd=path, check=True)
-    return path
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow test files first, longest first (`pytest.mark.slow(weight=…)` on the module): pytest-xdist hands files
+    out in collection order, so the two longest go to the two workers at the start and the short ones fill in."""
+
+    def weight(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return -float(marker.kwargs.get("weight", 1)) if marker else 0.0
+
+    items.sort(key=weight)  # stable: within a file, tests keep their order
 
 
 @pytest.fixture
@@ -46,3 +34,84 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ws = make_workspace(tmp_path / "ws")
     monkeypatch.chdir(ws)
     return ws
+
+
+def _run_root(factory: pytest.TempPathFactory) -> Path:
+    """A folder shared by every xdist worker of this test run (its basetemp's parent under xdist)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny base model of `tests/params.e2e.yaml` (`model.tiny`, pretrained on the shipped corpus), built once
+    per test run by the base_model stage's own function and shared: campaigns name it by `model.checkpoint_dir`
+    where a test is not about building it. Its pretraining's validation loss is in `tiny_base.json` beside it."""
+    root = _run_root(tmp_path_factory)
+    out = root / "tiny_base"
+    with FileLock(str(root / "tiny_base.lock")):
+        if not (out / "lit_model.pth").is_file():
+            from hpo.config import load_params
+            from stages.base_model import base_model
+
+            params = load_params(ROOT / "tests/params.e2e.yaml")
+            building = root / "tiny_base.partial"
+            shutil.rmtree(building, ignore_errors=True)
+            summary = base_model(params.model, ROOT / "data/tinytopic_corpus.txt", building, params.model.tiny.seed)
+            (root / "tiny_base.json").write_text(json.dumps({"pretrain_val_loss": summary["pretrain_val_loss"]}))
+            building.rename(out)
+    return out
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
+    """What `campaign.scheduler` and `PREFECT_API_URL` name for a user with a running cluster: campaign runs of
+    this test process reuse one Prefect server and one warm Dask worker instead of starting their own (as
+    `campaign run` does when neither is given: tests of that path start their own)."""
+    home = tmp_path_factory.mktemp("engines")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    # (Dask's profiler off, as the README tells users of `dask worker`)
+    env = prefect_env(home / "prefect", api, DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="False")
+    logs = (home / "engines.log").open("w")
+    spawn = {"cwd": home, "env": env, "stdout": logs, "stderr": subprocess.STDOUT, "start_new_session": True}
+    scheduler_file = home / "scheduler.json"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)], **spawn
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0"]
+            + ["--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
+            **spawn,
+        ),
+    ]
+    try:
+        wait_for(scheduler_file.is_file, 60, "the Dask scheduler's address")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file)]
+                + ["--name", "w0", "--no-nanny", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"],
+                **spawn,
+            )
+        )
+        import json
+
+        address = json.loads(scheduler_file.read_text())["address"]
+
+        wait_healthy(api, 120)
+        yield Engines(api, address)
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        logs.close()

@@ -10,7 +10,7 @@ import yaml
 
 from hpo.config import LITGPT_LORA_DEFAULTS, ParamsError, load_params
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 SHIPPED = sorted([*ROOT.glob("params*.yaml"), *ROOT.glob("tests/params*.yaml")])
 

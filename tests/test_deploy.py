@@ -4,50 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import make_workspace
+from .helpers import declare, free_port, make_workspace, prefect_env, wait_healthy
 
-pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = pytest.mark.slow(weight=2)
 
 
-def _wait_healthy(url: str, seconds: float) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError(f"prefect server at {url} not healthy after {seconds} s")
-
-
-def test_deployment_served_and_triggered_runs_the_campaign(tmp_path: Path) -> None:
-    ws = make_workspace(tmp_path / "ws")
-    small = (ws / "tests/params.e2e.yaml").read_text().replace("n_trials: 4, n_init: 2", "n_trials: 1, n_init: 1")
-    (ws / "nightly.yaml").write_text(small.replace("baseline: true}", "baseline: false}"))
-    api = f"http://127.0.0.1:{_free_port()}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_URL": api,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
+def test_deployment_served_and_triggered_runs_the_campaign(tmp_path: Path, tiny_base: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", base_model=tiny_base)
+    declare(ws, "e2e", campaign={"n_trials": 1, "n_init": 1, "baseline": False}).rename(ws / "nightly.yaml")
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = prefect_env(tmp_path / "prefect", api)
     port = api.rsplit(":", 1)[1].split("/")[0]
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", port],
@@ -58,7 +30,7 @@ def test_deployment_served_and_triggered_runs_the_campaign(tmp_path: Path) -> No
     )
     served = None
     try:
-        _wait_healthy(api, 120)
+        wait_healthy(api, 120)
         served = subprocess.Popen(
             [sys.executable, "-m", "flows.deploy", "--params", "nightly.yaml", "--cron", "0 3 * * *"],
             cwd=ws,

@@ -12,7 +12,7 @@ from hpo.config import TinyModel
 from hpo.generation import Completion, Sampling, generate
 from stages.base_model import build_tiny
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 @pytest.fixture(scope="module")

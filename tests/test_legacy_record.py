@@ -23,7 +23,7 @@ from hpo.analysis.trace import manifest
 from hpo.record.layout import CampaignPaths
 from stages.report import report
 
-from .conftest import ROOT, make_workspace
+from .helpers import ROOT, make_workspace
 
 FIXTURE = ROOT / "tests/fixtures/legacy"
 

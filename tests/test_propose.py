@@ -14,7 +14,7 @@ from hpo.search.design import latin_hypercube
 from hpo.search.proposers import Search, ask, enqueue_design
 from hpo.search.strategy import Strategy
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 SAMPLERS = ["tpe", "gp", "skopt", "random", "qmc"]
 

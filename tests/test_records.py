@@ -12,7 +12,7 @@ from dvc.utils.serialize import modify_yaml
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import lock_stable, read_trials, record_trial
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def _after_lock_rewrites(value: float, lock: Path, rewrites: int = 10) -> float:

@@ -20,10 +20,9 @@ from hpo.config import load_params
 from hpo.record.layout import CampaignPaths
 from hpo.record.study import open_study
 
-from .conftest import make_workspace
-from .test_e2e import _dvc, _stage_runs, _start
+from .helpers import declare, dvc_out, make_workspace, stage_runs, start
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(weight=3)
 
 
 def _pg_bin() -> Path | None:
@@ -57,13 +56,12 @@ def storage(tmp_path: Path) -> Iterator[str | None]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def test_two_processes_share_one_campaign(tmp_path: Path, storage: str | None) -> None:
-    ws = make_workspace(tmp_path / "ws")
-    text = (ws / "tests/params.e2e.yaml").read_text()
-    extra = f", storage: '{storage}'" if storage else ""
-    (ws / "two.yaml").write_text(text.replace("baseline: true}", f"baseline: true, workers: 2{extra}}}"))
-    (ws / "one.yaml").write_text(text.replace("baseline: true}", f"baseline: true, workers: 1{extra}}}"))
-    first, second = _start(ws, "two.yaml"), _start(ws, "one.yaml")
+def test_two_processes_share_one_campaign(tmp_path: Path, storage: str | None, tiny_base: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", base_model=tiny_base)
+    extra = {"storage": storage} if storage else {}
+    for name, workers in (("two", 2), ("one", 1)):
+        declare(ws, "e2e", campaign={"workers": workers, **extra}).rename(ws / f"{name}.yaml")
+    first, second = start(ws, "run", "--params", "two.yaml"), start(ws, "run", "--params", "one.yaml")
     try:
         outputs = [p.communicate(timeout=1500)[0] for p in (first, second)]
     finally:
@@ -79,6 +77,6 @@ def test_two_processes_share_one_campaign(tmp_path: Path, storage: str | None) -
         assert isinstance(backend, optuna.storages.RDBStorage) and not paths.journal.exists()
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2, "both processes ran trials"
-    assert _stage_runs(ws) == {"t000": 1, "t001": 1, "t002": 1, "t003": 1}
+    assert stage_runs(ws, "e2e") == {"t000": 1, "t001": 1, "t002": 1, "t003": 1}
     assert paths.trial("baseline").metrics.is_file()
-    assert "Data and pipelines are up to date." in _dvc(ws, "status")
+    assert "Data and pipelines are up to date." in dvc_out(ws, "status")

@@ -13,7 +13,7 @@ from hpo.record.layout import CampaignPaths
 from hpo.record.study import WORKER, claim, open_study, orphaned, repair_journal
 from hpo.search.proposers import ask
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def _study(tmp_path: Path) -> tuple[optuna.Study, CampaignPaths]:

@@ -6,7 +6,7 @@ import json
 
 from hpo.tinytopic import generate
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 def test_shipped_data_equals_a_fresh_generation() -> None:

@@ -16,7 +16,7 @@ import yaml
 from hpo.config import load_params
 from hpo.validate import InputError, validate_inputs
 
-from .test_task_folder import FOLDER, write_task_folder
+from .helpers import FOLDER, write_task_folder
 
 
 def _params(ws: Path, **changes: object):

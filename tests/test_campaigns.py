@@ -1,0 +1,458 @@
+"""End to end, one workspace: each kind of campaign runs once through `campaign run` (Prefect flow, a warm Dask
+worker, DVC) and every test reads what they left.
+
+- `e2e`: fine-tuning with a pruner (Optuna's median pruner on validation losses), baseline, 2 design points then
+  TPE, running totals against a wall-time budget;
+- `mo`: score and LoRA weights as objectives, training tokens capped (a constraint);
+- `ft` → `gen` → `jnt`: a fine-tuning trial taught to answer; a generation campaign on `ft@best` with an inference
+  budget (EcoOptiGen's rules) and an optimisation budget; a joint campaign training on `ft/t000` and sampling
+  its own merged model;
+- `warm`: warm-started from `e2e`, stopped by a training-token budget after its first trial.
+
+Then: the record is complete and consistent (study, trials.yaml, dvc.lock, metrics, report, HTML), `dvc status`
+is clean and a no-op `dvc repro` runs nothing, `campaign run` again resumes without running a stage, trace and
+compare read it, and a clean clone's `dvc repro -f` rebuilds one trial of each kind and state byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from hpo.analysis.compare import compare
+from hpo.analysis.html_report import render
+from hpo.config import load_params
+from hpo.record.layout import CampaignPaths
+from hpo.record.study import open_study
+
+from .helpers import ROOT, Engines, campaign, clean_clone, declare, dvc_out, git, make_workspace, run_ok, trace
+
+pytestmark = pytest.mark.slow(weight=10)
+
+MAX_STEPS, INTERVAL = 16, 4
+TOKEN_LIMIT = 2500  # 8 steps of 4 examples: ~1,870 tokens with gradient accumulation 1, ~3,740 with 2
+BUDGET, B_O = 75.0, 6000.0  # inference tokens per instance (a prompt is ~55); optimisation budget in tokens
+E2E = ("baseline", "t000", "t001", "t002", "t003", "t004", "t005")
+
+
+def _declarations(ws: Path, scheduler: str) -> list[Path]:
+    runs = {"scheduler": scheduler}
+    e2e = declare(
+        ws,
+        "e2e",
+        campaign={
+            **runs,
+            "n_trials": 6,
+            "pruner": {"name": "median", "n_startup_trials": 2},
+            "stop_after": {"wall_seconds": 10**6},  # never reached: trials.csv shows running totals
+        },
+        train={"max_steps": MAX_STEPS, "eval_interval": INTERVAL},
+    )
+    mo = declare(
+        ws,
+        "mo",
+        campaign={**runs, "n_trials": 5, "objectives": ["score", "lora_params"]},
+        train={"max_steps": 8, "eval_interval": 8},
+    )
+    raw = yaml.safe_load(mo.read_text())
+    raw["campaign"]["constraints"] = {"train_tokens": TOKEN_LIMIT}
+    mo.write_text(yaml.safe_dump(raw))
+    # a region where 80 steps teach the tiny model to answer (greedy exact match ~0.2 on the generative task)
+    ft = declare(
+        ws,
+        "ft",
+        campaign={**runs, "n_trials": 1, "n_init": 1, "baseline": False},
+        space={
+            "replace": {
+                "learning_rate": {"type": "float", "low": 0.015, "high": 0.03, "log": True},
+                "lora_r": {"type": "int", "low": 8, "high": 16},
+                "lora_alpha": {"type": "int", "low": 16, "high": 32},
+            }
+        },
+        train={"max_steps": 80, "lora_dropout": 0.0, "weight_decay": 0.001},
+        data={"n_eval": 24},
+    )
+    e2e_data = yaml.safe_load((ROOT / "tests/params.e2e.yaml").read_text())["data"]
+    gen = declare(
+        ws,
+        "gen",
+        base="params.generation.yaml",
+        campaign={**runs, "n_trials": 6, "n_init": 2, "optimization_budget": B_O},
+        generate={"inference_budget": BUDGET},  # n × new tokens <= ~20
+        data={"replace": {**e2e_data, "n_eval": 24}},
+        model={"replace": {"trial": "ft@best"}},  # resolved when the campaign starts: ft/t000
+    )
+    joint = yaml.safe_load((ROOT / "params.joint.yaml").read_text())
+    jnt = declare(
+        ws,
+        "jnt",
+        base="params.joint.yaml",
+        campaign={**runs, "n_trials": 2, "n_init": 2, "baseline": False},
+        space={"n": {**joint["space"]["n"], "high": 4}},
+        data={"replace": {**e2e_data, "n_eval": 24}},
+        model={"replace": {"trial": "ft/t000"}},
+        train={"replace": yaml.safe_load((ROOT / "tests/params.e2e.yaml").read_text())["train"]},
+    )
+    return [e2e, mo, ft, gen, jnt]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, engines: Engines) -> Path:
+    ws = make_workspace(tmp_path_factory.mktemp("campaigns") / "ws", base_model=tiny_base)
+    for params in _declarations(ws, engines.scheduler):
+        out = run_ok(ws, "run", "--params", params.name, extra_env=engines.env)
+        (ws / f"{params.stem}.out").write_text(out)
+    return ws
+
+
+# --- fine-tuning with a pruner -----------------------------------------------------------------------------------
+
+
+def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: Path) -> None:
+    paths = CampaignPaths("e2e", ws)
+    records = yaml.safe_load(paths.trials.read_text())
+    study = open_study(paths, load_params(paths.params))
+    trials = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
+    assert sorted(records) == list(E2E) and sorted(trials) == list(E2E[1:])
+    pruned = [tid for tid, t in trials.items() if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "the median pruner stopped at least one of the 4 proposed trials"
+    assert all(int(tid[1:]) >= 2 for tid in pruned), "the design points ran to the end (n_startup_trials: 2)"
+    design = json.loads(paths.design.read_text())
+    assert [trials[t].params for t in ("t000", "t001")] == design, "design points run first"
+    assert trials["t000"].user_attrs["data_hash"]
+    rows = {r["trial"]: r for r in csv.DictReader((paths.report / "trials.csv").open())}
+    for tid in E2E:
+        out = paths.trial(tid)
+        trained = json.loads(out.train_metrics.read_text())
+        metrics = json.loads(out.metrics.read_text())
+        assert (out.adapter / "lit_model.pth.lora").is_file() and trained["tokens"] > 0
+        if tid in pruned:
+            trial = trials[tid]
+            steps = sorted(trial.intermediate_values)
+            decision = records[tid]["pruned"]
+            assert decision["by"].startswith("campaign.pruner median (n_startup_trials=2")
+            assert trained["state"] == metrics["state"] == rows[tid]["state"] == "pruned"
+            assert trained["steps"] == decision["step"] == steps[-1] < MAX_STEPS
+            assert trained["reason"] == f"pruned at step {decision['step']} of {MAX_STEPS} by {decision['by']}"
+            assert rows[tid]["reason"] == trained["reason"] and metrics["score"] is None
+            assert (out.merged / "NOT_MERGED.json").is_file(), "nothing merged or scored"
+            # the loss the pruner saw is the trial's validation loss at that step, negated (the campaign maximises)
+            assert trial.intermediate_values[steps[-1]] == pytest.approx(-trained["val_loss"], abs=1e-5)
+        else:
+            assert metrics["state"] == "complete" and 0.0 <= metrics["score"] <= 1.0
+            assert (out.merged / "lit_model.pth").is_file()
+            assert "pruned" not in records[tid] and trained["steps"] == MAX_STEPS
+            if tid != "baseline":
+                steps = sorted(trials[tid].intermediate_values)
+                assert steps == list(range(INTERVAL, MAX_STEPS, INTERVAL)), "asked at every interval but the last"
+    best = json.loads((paths.report / "best.json").read_text())
+    assert best["best"]["trial"] not in pruned and best["baseline_score"] is not None
+    assert best["pruned"] == len(pruned)
+    assert best["train_steps"] == sum(int(r["train_steps"]) for r in rows.values()) < MAX_STEPS * len(rows)
+    totals = [float(r["train_tokens_total"]) for r in rows.values()]
+    assert totals == [sum(int(r["train_tokens"]) for r in list(rows.values())[: i + 1]) for i in range(len(rows))]
+    assert (paths.report / "history.png").stat().st_size > 1000
+    page = render(["e2e"], ws)
+    assert page.count("pruned at step") == len(pruned), "the HTML report's trials table says why"
+
+
+def test_dvc_is_clean_its_commands_read_the_record_and_repro_is_a_no_op(ws: Path) -> None:
+    assert "Data and pipelines are up to date." in dvc_out(ws, "status")
+    assert "Running stage" not in dvc_out(ws, "repro")
+    metrics = json.loads(dvc_out(ws, "metrics", "show", "--json"))
+    files = next(iter(metrics.values()))["data"]
+    assert files["campaigns/e2e/trials/t001/metrics.json"]["data"]["state"] == "complete"
+    assert "campaigns/e2e/trials/t001/loss.csv" in dvc_out(ws, "plots", "show", "--json")
+    assert "campaigns/e2e/params.yaml" in dvc_out(ws, "params", "diff", "--all")
+    # The README's readable experiments table: only each trial's score and state, no cell cut to "…".
+    table = dvc_out(ws, "exp", "show", "--md", "--drop", ".*", "--keep", r"Experiment|.*/metrics\.json:(score|state)$")
+    header = next(line for line in table.splitlines() if line.startswith("|"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[0] == "Experiment" and all(c.endswith((":state", ":score")) for c in columns[1:])
+    assert {f"{p.relative_to(ws)}:state" for p in ws.glob("campaigns/*/trials/*/metrics.json")} <= set(columns)
+    assert "…" not in table
+    assert "campaigns/e2e/trials/t001/metrics.json:score" in header
+
+
+def test_status_lists_every_trial(ws: Path) -> None:
+    out = run_ok(ws, "status", "e2e")
+    assert all(tid in out for tid in E2E) and "pruned" in out
+
+
+def test_trace_prints_lineage_and_finds_a_changed_artefact(ws: Path) -> None:
+    _, record, states = trace(ws, "e2e", "t001")
+    assert record["params"] and record["seeds"]["train"] and record["code"]["commit"]
+    assert record["hashes"]["adapter"]["md5"].endswith(".dir") and record["libraries"]["litgpt"] == "0.5.13"
+    assert record["evaluation"]["padding_side"] == "right" and record["training"]["tokens_seen"] > 0
+    assert set(states.values()) == {"ok"}
+    merged = ws / "campaigns/e2e/trials/t001/merged/lit_model.pth"
+    original = merged.read_bytes()
+    try:
+        merged.write_bytes(original[:-8] + b"\0" * 8)
+        done = campaign(ws, "trace", "e2e", "t001")
+        assert done.returncode == 2
+        assert "t001: merged modified" in done.stderr
+    finally:
+        merged.write_bytes(original)
+
+
+def test_rerun_resumes_without_rerunning(ws: Path, engines: Engines) -> None:
+    before = (ws / "campaigns/e2e/trials/t000/train.json").read_text()
+    out = run_ok(ws, "run", "--params", "e2e.yaml", extra_env=engines.env)
+    assert "train_lora" not in out, "no stage runs again"
+    assert (ws / "campaigns/e2e/trials/t000/train.json").read_text() == before
+
+
+def test_a_multi_objective_campaign_with_a_constraint(ws: Path) -> None:
+    """Score and LoRA weights as objectives, training tokens capped: the study is told both values, the sampler
+    the violations; infeasible trials are recorded and shown as such; the Pareto front is that of the feasible
+    complete trials, in best.json, trials.csv and the run's output."""
+    paths = CampaignPaths("mo", ws)
+    study = open_study(paths, load_params(paths.params))
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    rows = {r["trial"]: r for r in csv.DictReader((paths.report / "trials.csv").open())}
+    lineage = yaml.safe_load(paths.lineage.read_text())
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        tid = t.user_attrs["trial_id"]
+        trained = json.loads(paths.trial(tid).train_metrics.read_text())
+        assert t.values == [pytest.approx(float(rows[tid]["score"])), trained["lora_params"]]
+        feasible = trained["tokens"] <= TOKEN_LIMIT
+        assert lineage[tid]["feasible"] is feasible and rows[tid]["feasible"] == str(feasible)
+        assert t.constraints == {"train_tokens": trained["tokens"] - TOKEN_LIMIT}, "what the sampler reads"
+    verdicts = {tid: r["feasible"] for tid, r in rows.items() if tid != "baseline"}
+    assert set(verdicts.values()) == {"True", "False"}, f"both kinds of trial in this campaign: {verdicts}"
+    best = json.loads((paths.report / "best.json").read_text())
+    assert rows[best["best"]["trial"]]["feasible"] == "True"
+    candidates = [r for t, r in rows.items() if t != "baseline" and r["feasible"] == "True"]
+    front = {
+        r["trial"]
+        for r in candidates
+        if not any(
+            float(o["score"]) >= float(r["score"])
+            and int(o["lora_params"]) <= int(r["lora_params"])
+            and (float(o["score"]), int(o["lora_params"])) != (float(r["score"]), int(r["lora_params"]))
+            for o in candidates
+        )
+    }
+    assert {p["trial"] for p in best["pareto_front"]} == front == {t for t, r in rows.items() if r["pareto"] == "True"}
+    assert best["objectives"] == {"score": "maximize", "lora_params": "minimize"}
+    out = (ws / "mo.out").read_text()
+    assert "Pareto front (score maximize, lora_params minimize):" in out
+    infeasible = [r["feasible"] for r in rows.values()].count("False")  # the baseline (batch 16) among them
+    assert out.count("[infeasible: over campaign.constraints]") == infeasible
+
+
+# --- generation and joint campaigns on a fine-tuning campaign's trial ----------------------------------------------
+
+
+def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_proposing(ws: Path) -> None:
+    paths = CampaignPaths("gen", ws)
+    params = load_params(paths.params)
+    recorded = yaml.safe_load(paths.trials.read_text())  # baseline, t000, t001, … in the order they ran
+    ran = sorted(recorded)
+    states = {}
+    for trial in ran:
+        out = paths.trial(trial)
+        metrics = json.loads(out.metrics.read_text())
+        states[trial] = metrics["state"]
+        assert not out.adapter.exists() and not out.merged.exists()  # a generation trial trains nothing
+        lines = [json.loads(x) for x in out.responses.read_text().splitlines()]
+        n = recorded[trial]["params"]["n"]
+        assert all(len(x["responses"]) == n for x in lines)
+        cost = metrics["cost"]
+        assert cost["responses"] == len(lines) * n
+        assert cost["completion_tokens"] == sum(r["tokens"] for x in lines for r in x["responses"])
+        assert cost["prompt_tokens"] == sum(x["prompt_tokens"] for x in lines)
+        assert cost["inference_cost"] == cost["total_tokens"]  # no prices: the cost is in tokens
+        max_new = recorded[trial]["params"]["max_new_tokens"]
+        assert all(r["tokens"] <= max_new for x in lines for r in x["responses"])
+        budget = metrics["budget"]
+        assert (budget["n"], budget["max_new_tokens"], budget["valid"]) == (n, max_new, metrics["state"] == "complete")
+        decision = recorded[trial]["budget"]["decision"]  # EcoOptiGen's rule 1, recorded before the trial ran
+        if metrics["state"] == "complete":
+            assert len(lines) == 24 and 0.0 <= metrics["score"] <= 1.0
+            # the score is the success rate of the judged responses
+            rates = [1 - (1 - sum(r["correct"] for r in x["responses"]) / n) ** n for x in lines]
+            assert metrics["score"] == pytest.approx(sum(rates) / len(rates), abs=1e-6)
+        elif decision == "prune":  # rule 1: nothing sampled
+            assert lines == [] and "rule 1" in metrics["reason"] and metrics["score"] is None
+        else:  # rule 2: stopped on a subset, over the budget by more than the margin
+            last = budget["checks"][-1]
+            assert metrics["state"] == "pruned" and "rule 2" in metrics["reason"] and metrics["score"] is None
+            assert last["verdict"] == "invalid" and len(lines) == last["size"] < 24
+            assert last["average_response_cost"] > last["response_budget"] * (1 + last["margin"])
+            assert last["response_budget"] == pytest.approx(BUDGET - last["average_prompt_cost"], abs=1e-5)
+    assert "pruned" in states.values() and list(states.values()).count("complete") >= 2, states
+    assert recorded["baseline"]["params"]["temperature"] == params.generate.temperature == 0.0
+    # the optimisation budget: each proposal came while the spend was under B.o, and proposing stopped then
+    costs = [json.loads(paths.trial(t).metrics.read_text())["cost"]["inference_cost"] for t in ran]
+    assert len(ran) - 1 < 6, "stopped before n_trials"
+    assert sum(costs[:-1]) < B_O <= sum(costs), costs
+    out = (ws / "gen.out").read_text()
+    assert f"stopped proposing: campaign.optimization_budget: {sum(costs):g} of {B_O:g} spent" in out
+    study = open_study(paths, params)
+    finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    assert len(finished) == len(ran) - 1
+    pruned = [t for t in finished if t.state == optuna.trial.TrialState.PRUNED]
+    assert [t.user_attrs["trial_id"] for t in pruned] == [t for t, v in states.items() if v == "pruned"]
+    scores = [json.loads(paths.trial(t).metrics.read_text())["score"] for t in ran if states[t] == "complete"]
+    assert max(scores) > 0 and len(set(scores)) > 1, scores  # the model answers, and the settings matter
+    with (paths.report / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["trial"] for r in rows] == ran
+    assert "gen_tokens" in rows[0] and "train_tokens" not in rows[0]
+    assert [r["state"] for r in rows] == list(states.values())
+    assert all(r["reason"].startswith("pruned by EcoOptiGen") for r in rows if r["state"] == "pruned")
+    best = json.loads((paths.report / "best.json").read_text())
+    assert best["metric"].startswith("mean success_rate of exact_match")
+    assert best["artefacts"]["responses"].endswith("responses.jsonl")
+    searched = [v for t, v in states.items() if t != "baseline"]
+    assert best["pruned"] == searched.count("pruned") and best["inference_budget"] == BUDGET
+    assert best["inference_cost"] == sum(int(r["gen_tokens"]) for r in rows) == pytest.approx(sum(costs))
+    assert best["optimization_budget"] == B_O
+    # the HTML report lists every searched trial with its state, cost and why it was pruned; compare counts them
+    page = render(["gen"], ws)
+    pruned_rows = [r for r in rows if r["state"] == "pruned"]
+    assert "<h2>Trials: gen</h2>" in page and page.count("pruned by EcoOptiGen") == len(pruned_rows)
+    summary, diff = compare(["gen", "jnt"], ws)
+    assert summary.set_index("campaign").loc["gen", "pruned"] == len(pruned_rows)
+    assert "campaign.optimization_budget" in set(diff["setting"])
+
+
+def test_trace_shows_generation_settings_hashes_and_the_base_models_trial(ws: Path) -> None:
+    _, manifest, states = trace(ws, "gen", "baseline")
+    assert manifest["generation"]["cost"]["total_tokens"] > 0 and manifest["generation"]["seed"] is not None
+    assert manifest["hashes"]["responses"]["md5"]
+    assert manifest["hashes"]["responses"]["stage"] == "generate@gen-baseline"
+    assert states == {"data": "ok", "base_model": "ok", "responses": "ok", "metrics": "ok", "eval_inputs": "ok"}
+    # `model.trial: ft@best` was recorded as the trial it named then, whose own lineage the trace carries
+    assert load_params(CampaignPaths("gen", ws).params).model.trial == "ft/t000"
+    source = manifest["base_model_from"]
+    assert (source["campaign"], source["trial"], source["state"]) == ("ft", "t000", "complete")
+    assert source["hashes"]["merged"]["md5"] and source["training"]["max_steps"] == 80
+
+
+def test_joint_trials_train_then_generate_on_their_own_model(ws: Path) -> None:
+    paths = CampaignPaths("jnt", ws)
+    recorded = yaml.safe_load(paths.trials.read_text())
+    assert sorted(recorded) == ["t000", "t001"]
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+    for trial in recorded:
+        out = paths.trial(trial)
+        metrics, trained = json.loads(out.metrics.read_text()), json.loads(out.train_metrics.read_text())
+        assert metrics["state"] == "complete" and 0.0 <= metrics["score"] <= 1.0
+        assert trained["tokens"] > 0 and (out.merged / "lit_model.pth").is_file()
+        n = recorded[trial]["params"]["n"]
+        assert metrics["generation"]["n"] == n and metrics["generation"]["temperature"] == pytest.approx(
+            recorded[trial]["params"]["temperature"]
+        )
+        assert all(len(json.loads(x)["responses"]) == n for x in out.responses.read_text().splitlines())
+        deps = [d["path"] for d in lock[f"generate@jnt-{trial}"]["deps"]]
+        assert f"campaigns/jnt/trials/{trial}/merged" in deps and "campaigns/jnt/base_model" not in deps
+        assert f"score@jnt-{trial}" not in lock  # a joint trial's score is its generation's
+    with (paths.report / "trials.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {"train_tokens", "val_loss", "gen_tokens", "params.learning_rate", "params.n"} <= set(rows[0])
+    _, manifest, states = trace(ws, "jnt", "t001")
+    assert manifest["training"]["max_steps"] == 16 and manifest["generation"]["cost"]["total_tokens"] > 0
+    assert manifest["base_model_from"]["trial"] == "t000" and manifest["base_model_from"]["campaign"] == "ft"
+    assert states == dict.fromkeys(
+        ("data", "base_model", "adapter", "train_metrics", "merged", "responses", "metrics", "eval_inputs"), "ok"
+    )
+    best = json.loads((paths.report / "best.json").read_text())
+    assert set(best["artefacts"]) == {"adapter", "merged", "responses", "metrics"}
+
+
+# --- warm start and a training budget; compare -------------------------------------------------------------------
+
+
+def test_warm_start_then_a_training_budget_stops_proposing(ws: Path, engines: Engines) -> None:
+    """Warm-started from `e2e` (its pruner left out: priors carry no losses), with `campaign.stop_after.train_tokens`
+    that its first trial spends: no other trial is proposed; the running totals are in trials.csv (training tokens,
+    in trial order, priors left out) and the progress line (wall time and tokens)."""
+    warm = declare(
+        ws,
+        "warm",
+        campaign={
+            "scheduler": engines.scheduler,
+            "n_trials": 3,
+            "n_init": 0,
+            "baseline": False,
+            "warm_start": {"campaigns": ["e2e"]},
+            "stop_after": {"train_tokens": 1, "wall_seconds": 10**6},
+        },
+        train={"max_steps": 4, "eval_interval": 4},
+    )
+    out = run_ok(ws, "run", "--params", warm.name, extra_env=engines.env)
+    e2e_complete = [
+        t
+        for t in E2E[1:]
+        if json.loads((ws / f"campaigns/e2e/trials/{t}/metrics.json").read_text())["state"] == "complete"
+    ]
+    assert f"warm start: {len(e2e_complete)} prior observations added, 0 outside the space skipped" in out
+    paths = CampaignPaths("warm", ws)
+    study = open_study(paths, load_params(paths.params))
+    priors = [t for t in study.trials if "warm_start_from" in t.user_attrs]
+    assert sorted(t.user_attrs["warm_start_from"] for t in priors) == [f"e2e/{t}" for t in e2e_complete]
+    assert all(t.user_attrs["data_hash"] for t in priors)
+    rows = list(csv.DictReader((paths.report / "trials.csv").open()))
+    # the priors are the study's first trials, so the campaign's own first trial comes after them
+    assert [r["trial"] for r in rows if r["state"] != "prior"] == [f"t{len(e2e_complete):03d}"]
+    assert [r["state"] for r in rows].count("prior") == len(e2e_complete)
+    tokens = int(float(rows[0]["train_tokens"]))  # (a float in trials.csv: the priors' rows have none)
+    assert float(rows[0]["train_tokens_total"]) == tokens > 0
+    assert f"stopped proposing: campaign.stop_after.train_tokens: {tokens} of 1 spent" in out
+    assert f"{tokens:,} train tok)" in out
+    assert "Data and pipelines are up to date." in dvc_out(ws, "status")
+
+    done = campaign(ws, "compare", "e2e", "warm", "--html", "cmp.html")
+    assert done.returncode == 0, done.stderr
+    assert "campaign.warm_start.campaigns" in done.stdout and "campaign.n_trials" in done.stdout
+    assert (ws / "cmp.html").stat().st_size > 100_000
+
+
+# --- a clean clone rebuilds -------------------------------------------------------------------------------------
+
+
+def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(ws: Path, tmp_path: Path) -> None:
+    """The record is committed to git as a user would (decisions, dvc.lock, lineage, the small metrics and report
+    files; artefacts stay out of git). In a clone with an empty DVC cache, `dvc repro -f` rebuilds a complete and a
+    pruned fine-tuning trial (the pruned one trained to its recorded step: no study, no pruner), a complete and a
+    rule-2-pruned generation trial (on the fine-tuning trial it names, rebuilt first) and a joint trial;
+    afterwards `git status` shows nothing changed (metrics, losses, responses and dvc.lock — so every weight file's
+    hash — are byte-identical) and no wall time leaks into a versioned file."""
+    records = {c: yaml.safe_load((ws / f"campaigns/{c}/trials.yaml").read_text()) for c in ("e2e", "gen")}
+    pruned = next(t for t in records["e2e"] if "pruned" in records["e2e"][t])
+    gen_states = {
+        t: json.loads((ws / f"campaigns/gen/trials/{t}/metrics.json").read_text())["state"] for t in records["gen"]
+    }
+    gen_pruned = next(t for t, s in gen_states.items() if s == "pruned")
+    targets = [
+        "score@e2e-t001",
+        f"score@e2e-{pruned}",
+        "generate@gen-t000",
+        f"generate@gen-{gen_pruned}",
+        "generate@jnt-t001",
+    ]
+    clone = clean_clone(ws, tmp_path / "clone")
+    assert not (clone / "campaigns/e2e/trials/t001/adapter").exists()
+    assert (clone / "campaigns/e2e/trials/t001/metrics.json").is_file()
+    out = dvc_out(clone, "repro", "-f", *targets)
+    assert f"Running stage 'train_lora@e2e-{pruned}'" in out and "Running stage 'base_model@e2e'" in out
+    assert out.index("Running stage 'merge_lora@ft-t000'") < out.index("Running stage 'generate@gen-t000'")
+    assert out.index("Running stage 'merge_lora@jnt-t001'") < out.index("Running stage 'generate@jnt-t001'")
+    assert git(clone, "status", "--porcelain") == "", git(clone, "diff", "--stat")
+    for path in (
+        f"campaigns/e2e/trials/{pruned}/adapter/lit_model.pth.lora",
+        "campaigns/e2e/trials/t001/merged/lit_model.pth",
+        "campaigns/gen/trials/t000/responses.jsonl",
+        f"campaigns/gen/trials/{gen_pruned}/responses.jsonl",
+        "campaigns/jnt/trials/t001/responses.jsonl",
+    ):
+        assert (clone / path).read_bytes() == (ws / path).read_bytes(), path
+    assert "Data and pipelines are up to date." in dvc_out(clone, "status", "--with-deps", *targets)
