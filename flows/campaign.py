@@ -41,6 +41,7 @@ from prefect_dask import DaskTaskRunner  # noqa: E402
 # their own configuration: see the README's "Beyond one machine".
 dask.config.update_defaults({"distributed": {"worker": {"profile": {"enabled": False}}}})
 
+from flows import stopping  # noqa: E402
 from flows.progress import LiveTrials, Progress  # noqa: E402
 from hpo.config import Params, load_params  # noqa: E402
 from hpo.record.campaign import Campaign, Trial  # noqa: E402
@@ -87,6 +88,17 @@ class CampaignStopped(RuntimeError):
     """The campaign stopped itself (too many failures); the message says why."""
 
 
+class CampaignInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM stopped the run, which recorded it and closed what it had started (`flows.stopping`)."""
+
+    def __init__(self, params_file: str, signum: int) -> None:
+        self.signum = signum
+        super().__init__(
+            f"{stopping.name(signum)}: campaign stopped; trials that were running are recorded interrupted and run "
+            f"again first on resume: campaign run --params {params_file}"
+        )
+
+
 def local_cluster(workers: int) -> dict[str, Any]:
     """A local Dask cluster of `workers` single-threaded worker processes (one trial each at a time)."""
     return {
@@ -113,7 +125,8 @@ def trial_workers(params: Params) -> Iterator[str]:
 
     logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would bury the trials' lines
     environ = dict(os.environ)
-    with LocalCluster(**local_cluster(params.campaign.workers)) as cluster:
+    # its workers ignore a Ctrl-C or SIGTERM sent to the process group: the run closes them (flows.stopping)
+    with LocalCluster(**local_cluster(params.campaign.workers), preload=[stopping.__name__]) as cluster:
         # Dask's nanny sets OMP_NUM_THREADS=1 (and the like) in this process for its workers: the stage processes
         # that DVC starts from here must not inherit them (the stages pin their own threads: campaign.cpu_threads)
         os.environ.clear()
@@ -162,7 +175,8 @@ def prefect_api() -> Iterator[Callable[[], AbstractContextManager[Any]]]:
 
     def start() -> None:
         try:
-            server.start(timeout=120)
+            with stopping.shielded():  # the server outlives a Ctrl-C to the group: the flow reports its end to it
+                server.start(timeout=120)
         except BaseException as err:  # handed to `ready`, in the flow's thread
             failed.append(err)
 
@@ -178,7 +192,20 @@ def prefect_api() -> Iterator[Callable[[], AbstractContextManager[Any]]]:
     try:
         yield ready
     finally:
+        if server.server_process is not None:
+            _flush_to_prefect()
+            server.server_process.kill()  # SIGTERM is blocked in it (`shielded`): Prefect's stop would wait 5 s
         server.stop()
+
+
+def _flush_to_prefect() -> None:
+    """Sends the log lines and events this process has queued for Prefect's API (it sends them in batches, from
+    background threads) before the temporary server goes away."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
 
 
 def _free_port() -> int:
@@ -191,9 +218,21 @@ def _free_port() -> int:
 
 def run_campaign(params_file: str = "params.yaml") -> dict[str, Any]:
     """Starts Prefect's server and the trial workers side by side, then runs the campaign flow on them (what
-    `campaign run` does)."""
-    with prefect_api() as ready, trial_workers(load_params(params_file)) as address, ready():
-        return campaign(params_file, scheduler=address)
+    `campaign run` does).
+
+    Raises:
+        CampaignInterrupted: a SIGINT or SIGTERM stopped the run (after the running trials were recorded
+            interrupted and the cluster and the temporary server were closed).
+    """
+    with stopping.handled():
+        try:
+            with prefect_api() as ready, trial_workers(load_params(params_file)) as address, ready():
+                return campaign(params_file, scheduler=address)
+        except BaseException as err:
+            signum = stopping.noticed(err)
+            if signum is None:
+                raise
+            raise CampaignInterrupted(params_file, signum) from None
 
 
 @flow(name="campaign")
@@ -223,49 +262,70 @@ def trials(params_file: str) -> dict[str, Any]:
     With `campaign.workers: N`, N trials run at once; several `campaign run` processes may share one campaign
     (its study and records), each running trials the others do not.
     """
-    c, warm = prepare(params_file)
+    try:
+        c, warm = prepare(params_file)
+    except BaseException as err:
+        stopping.noticed(err)  # a signal during prepare: no trial runs yet
+        raise
     if warm["added"] or warm["skipped"]:
         print(f"warm start: {warm['added']} prior observations added, {warm['skipped']} outside the space skipped")
     progress = Progress(c.params)
     live = LiveTrials(c.paths, c.params)
     root = str(c.paths.root.resolve())
 
+    running: dict[PrefectFuture, Trial] = {}
+
     def submit(trial: Trial) -> PrefectFuture:
         live.start(trial)
-        return run_trial.submit(root, c.name, trial.id, uuid.uuid4().hex)
+        future = run_trial.submit(root, c.name, trial.id, uuid.uuid4().hex)
+        running[future] = trial
+        return future
 
-    def finish(trial: Trial, future: PrefectFuture) -> None:
+    def finish(future: PrefectFuture) -> None:
+        outcome = _outcome(future.result)
+        trial = running.pop(future)
         live.stop(trial.id)
-        progress.show(trial.id, trial.params, c.finish(trial, _outcome(future.result)))
+        progress.show(trial.id, trial.params, c.finish(trial, outcome))
 
-    baseline = c.baseline()
-    if baseline is not None:
-        if baseline.result is None:
-            finish(baseline, submit(baseline))
-        else:
-            progress.show(baseline.id, baseline.params, baseline.result)
+    try:
+        baseline = c.baseline()
+        if baseline is not None:
+            if baseline.result is None:
+                finish(submit(baseline))
+            else:
+                progress.show(baseline.id, baseline.params, baseline.result)
 
-    queue = c.interrupted()
-    for trial in queue:
-        print(f"{trial.id:>8}  interrupted earlier: running it again", flush=True)
-    running: dict[PrefectFuture, Trial] = {}
-    while True:
-        while len(running) < c.params.campaign.workers:
-            next_trial = queue.pop(0) if queue else c.propose()
-            if next_trial is None:
+        queue = c.interrupted()
+        for trial in queue:
+            print(f"{trial.id:>8}  interrupted earlier: running it again", flush=True)
+        while True:
+            while len(running) < c.params.campaign.workers:
+                next_trial = queue.pop(0) if queue else c.propose()
+                if next_trial is None:
+                    break
+                submit(next_trial)
+            if not running:
                 break
-            running[submit(next_trial)] = next_trial
-        if not running:
-            break
-        done = next(as_completed(list(running)))
-        finish(running.pop(done), done)
-        stop = c.too_many_failures()
-        if stop:
-            for future, other in running.items():
-                finish(other, future)
-            live.close()
-            report(c)
-            raise CampaignStopped(stop)
+            finish(next(as_completed(list(running))))
+            stop = c.too_many_failures()
+            if stop:
+                for future in list(running):
+                    finish(future)
+                live.close()
+                report(c)
+                raise CampaignStopped(stop)
+    except BaseException as err:
+        signum = stopping.noticed(err)
+        if signum is None:
+            raise
+        live.close()  # Ctrl-C or SIGTERM: what was running is interrupted, recorded so, and run again on resume
+        for future in running:  # on workers of another scheduler the trial then stops before its next stage
+            dask_future = getattr(future, "wrapped_future", None)
+            if dask_future is not None:
+                dask_future.cancel()
+        for tid in c.stopped(list(running.values()), stopping.name(signum)):
+            print(f"{tid:>8}  interrupted ({stopping.name(signum)})", flush=True)
+        raise
 
     live.close()
     if c.stop_reason:

@@ -31,18 +31,24 @@ def run(
 ) -> None:
     """Run (or resume) the campaign declared in a params file."""
     from hpo.record.records import resolve_model_trial
-    from hpo.validate import InputError, validate_inputs
+    from hpo.validate import InputError, check_scheduler, validate_inputs
 
     try:  # bad input stops here, before anything is written
-        validate_inputs(resolve_model_trial(load_params(params)))
+        declared = resolve_model_trial(load_params(params))
+        validate_inputs(declared)
+        if declared.campaign.scheduler:
+            check_scheduler(declared.campaign.scheduler)
     except (ParamsError, InputError) as err:
         raise _fail(str(err)) from None
-    from flows.campaign import CampaignStopped, run_campaign
+    from flows.campaign import CampaignInterrupted, CampaignStopped, run_campaign
 
     try:
         run_campaign(str(params))
     except CampaignStopped as err:
         raise _fail(str(err)) from None
+    except CampaignInterrupted as err:  # Ctrl-C: 130, SIGTERM: 143, as a shell reports a process they ended
+        typer.echo(str(err), err=True)
+        raise typer.Exit(128 + err.signum) from None
 
 
 @app.command()
@@ -59,7 +65,8 @@ def status(name: Annotated[str, typer.Argument(help="campaign name under campaig
     if table.empty:
         typer.echo(f"campaign {name}: no trials yet")
         return
-    typer.echo(table.drop(columns=["baseline"]).fillna("").to_string(index=False))
+    shown = table.drop(columns=["baseline"])
+    typer.echo(shown.astype(object).where(shown.notna(), "").to_string(index=False))
 
 
 @app.command()
@@ -79,6 +86,9 @@ def trace(
     except KeyError as err:
         raise _fail(str(err.args[0])) from None
     typer.echo(json.dumps(record, indent=2))
+    if record["state"] in ("running", "interrupted"):  # nothing recorded by DVC yet to check
+        typer.echo(f"{trial} is {record['state']}: its artefacts are recorded when it finishes")
+        return
     states = check(paths, trial)
     bad = {k: v for k, v in states.items() if v != "ok"}
     for artefact, state in states.items():

@@ -76,6 +76,31 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
             raise InputError(f"campaign.warm_start.campaigns: no campaign {name!r} under campaigns/")
 
 
+def check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Checks that a Dask scheduler answers at `campaign.scheduler` (with the security settings of the user's Dask
+    configuration), before the campaign records anything.
+
+    Raises:
+        InputError: naming the key and the address when nothing answers within `timeout` seconds.
+    """
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def probe() -> None:
+        comm = await connect(address, timeout=timeout, **Security().get_connection_args("client"))
+        await comm.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as err:  # any failure to connect is the same answer
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(
+            f"campaign.scheduler: no Dask scheduler answers at {address} within {timeout:g} s ({why})"
+        ) from None
+
+
 def check_checkpoint_limits(params: Params, checkpoint_dir: Path) -> None:
     """Checks the settings against the user's model (`model_config.yaml`): LoRA rank, sequence length."""
     config_file = checkpoint_dir / "model_config.yaml"
@@ -190,4 +215,4 @@ def _task_folder(folder: Path, requested: Sequence[str] = (), root: Path = Path(
     return tasks
 
 
-__all__ = ["TEMPLATES", "InputError", "validate_inputs"]
+__all__ = ["TEMPLATES", "InputError", "check_scheduler", "validate_inputs"]

@@ -125,18 +125,23 @@ def run_ok(ws: Path, *args: str, extra_env: dict[str, str] | None = None) -> str
     return done.stdout
 
 
-def start(ws: Path, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def start(ws: Path, *args: str, extra_env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
     """`campaign <args>` started in its own process group (as a terminal or a batch scheduler starts a job),
-    stdout and stderr merged."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
-        cwd=ws,
-        env=env(ws, **(extra_env or {})),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    stdout and stderr merged: into a pipe, or appended to `log` (for a test that waits on events meanwhile)."""
+    out = log.open("a") if log else subprocess.PIPE
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *args],
+            cwd=ws,
+            env=env(ws, **(extra_env or {})),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]  (the child has its own copy)
 
 
 def dvc(ws: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess:

@@ -170,6 +170,8 @@ def test_warm_start_source_missing(workspace: Path) -> None:
         ({"space__lora_r__low": 64}, "space.lora_r: "),
         ({"campaign__sampler": "bayes"}, "campaign.sampler: got 'bayes'"),
         ({"data__n_eval": 5000}, "data.n_val + data.n_eval"),
+        # nothing listens on port 1: refused within the check's 5 s, before the campaign is recorded
+        ({"campaign__scheduler": "tcp://127.0.0.1:1"}, "campaign.scheduler: no Dask scheduler answers at tcp://127.0"),
     ],
 )
 def test_cli_exits_non_zero_and_writes_nothing(workspace: Path, changes: dict, expected: str) -> None:

@@ -1,7 +1,8 @@
 """The trials table: one row per trial of a campaign, the one view that report, status, compare and the HTML
 report all read.
 
-Columns: `trial`, `baseline`, `state` (complete, failed, pruned, running, or prior for a warm-start observation),
+Columns: `trial`, `baseline`, `state` (complete, failed, pruned, interrupted, running, or prior for a warm-start
+observation),
 `score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (with a pruner: the optimizer steps
 it trained, fewer than `train.max_steps` for a pruned trial), `lora_params` (when an objective: the adapter's
 weights) and `val_loss` (fine-tuning trials), `gen_tokens`
@@ -55,6 +56,20 @@ def cost_column(table: pd.DataFrame) -> str:
     return "gen_tokens" if "gen_tokens" in table.columns else "train_tokens"
 
 
+def trial_state(
+    scored: dict[str, Any] | None, failure: str | None, lineage: dict[str, Any] | None
+) -> tuple[str, str | None]:
+    """A recorded trial's state and why: `failed` (failures.yaml), its metrics' state (complete, pruned), else
+    `interrupted` when a signal stopped the run that ran it (lineage.yaml's `stopped`), else `running` (or left
+    running by a run that was killed: the next run adopts it)."""
+    if failure is not None:
+        return "failed", failure
+    if scored is not None:
+        return scored["state"], scored.get("reason")
+    stopped = (lineage or {}).get("stopped")
+    return ("interrupted", f"{stopped} stopped the run") if stopped else ("running", None)
+
+
 def trials_table(source: CampaignSource) -> pd.DataFrame:
     """One row per recorded trial (baseline included), then the warm-start priors, from the campaign's record."""
     trials = source.yaml(f"{source.dir}/trials.yaml", {})
@@ -64,12 +79,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
     for trial, record in sorted(trials.items()):
         trained = source.json(f"{source.dir}/trials/{trial}/train.json")
         scored = source.json(f"{source.dir}/trials/{trial}/metrics.json")
-        if trial in failures:
-            state, reason = "failed", failures[trial]
-        elif scored is None:
-            state, reason = "running", None
-        else:
-            state, reason = scored["state"], scored.get("reason")
+        state, reason = trial_state(scored, failures.get(trial), lineage.get(trial))
         rows.append(
             {
                 "trial": trial,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hpo.analysis.source import CampaignSource
+from hpo.analysis.table import trial_state
 from hpo.record.files import read_json, read_yaml
 from hpo.record.layout import CampaignPaths, TrialPaths
 from hpo.record.records import SCORE_SECTION, SCORE_STAGE, campaign_kind, read_registry, read_trial, stage_key
@@ -84,8 +85,7 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     return {
         "campaign": paths.name,
         "trial": trial,
-        "state": "failed" if trial in failures else scored.get("state", "running"),
-        "reason": failures.get(trial) or scored.get("reason"),
+        **dict(zip(("state", "reason"), trial_state(scored or None, failures.get(trial), attrs), strict=True)),
         "params": record["params"],
         "seeds": record["seeds"],
         "code": attrs.get("code"),

@@ -46,6 +46,7 @@ COSTS = (
     "sampled_tokens",  # generation trials: response tokens sampled in this run
     "reused_responses",  # and responses reused from the worker's earlier trials (EcoOptiGen's rule 3)
 )
+STOPPED = "stopped"  # lineage.yaml: the signal that stopped the run while the trial ran (until it runs again)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
 
@@ -124,7 +125,7 @@ class Campaign:
         if trial.result is None:
             budget = self._rule1(trial.params)
             record_trial(self.paths, BASELINE, trial.params, self.seeds, self.threads, budget)
-            record_lineage(self.paths, BASELINE, self.lineage)
+            record_lineage(self.paths, BASELINE, self.lineage, forget=(STOPPED,))
         return trial
 
     def interrupted(self) -> list[Trial]:
@@ -141,9 +142,18 @@ class Campaign:
                 study_trial.set_user_attr("interrupted", count)
                 # the stop may have come before the decision was recorded
                 record_trial(self.paths, tid, dict(frozen.params), self.seeds, self.threads, self._rule1(frozen.params))
-                record_lineage(self.paths, tid, {"interrupted": count})
+                record_lineage(self.paths, tid, {"interrupted": count}, forget=(STOPPED,))
                 trials.append(self._running(Trial(tid, dict(frozen.params), study_trial)))
         return trials
+
+    def stopped(self, trials: list[Trial], signal: str) -> list[str]:
+        """Records the trials this process was running when a signal stopped it (Ctrl-C, SIGTERM) as interrupted
+        by it (`lineage.yaml`: `stopped`, until they run again). Their Optuna trials stay running, as a kill leaves
+        them, so the next run adopts them (`interrupted`) and runs them again first. Returns their ids."""
+        for trial in trials:
+            trial.stop_heartbeat()
+            record_lineage(self.paths, trial.id, {STOPPED: signal})
+        return [trial.id for trial in trials]
 
     def propose(self) -> Trial | None:
         """Asks for the next trial and records its decision, or returns None when the budget is spent (counting

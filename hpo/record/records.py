@@ -44,7 +44,11 @@ def read_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     """One recorded trial; raises KeyError naming the file when it is not recorded."""
     trials = read_trials(paths)
     if trial not in trials:
-        raise KeyError(f"{paths.trials}: no trial {trial!r}; recorded: {', '.join(sorted(trials)) or 'none'}")
+        ids = sorted(trials)
+        recorded = (
+            f"{len(ids)} recorded, {ids[0]} … {ids[-1]}" if len(ids) > 2 else f"recorded: {', '.join(ids) or 'none'}"
+        )
+        raise KeyError(f"{paths.trials}: no trial {trial!r}; {recorded}")
     return trials[trial]
 
 
@@ -105,11 +109,12 @@ def record_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -
         write_yaml(paths.trials, trials)
 
 
-def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any]) -> None:
-    """Adds to a trial's lineage entry (code revision, library versions, hashes, wall times) in `lineage.yaml`."""
+def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
+    """Adds to a trial's lineage entry (code revision, library versions, hashes, wall times) in `lineage.yaml`,
+    without the keys in `forget` (what no longer holds)."""
     with records_lock(paths.root):
         entries = read_yaml(paths.lineage, {})
-        entries[trial] = {**entries.get(trial, {}), **lineage}
+        entries[trial] = {k: v for k, v in {**entries.get(trial, {}), **lineage}.items() if k not in forget}
         write_yaml(paths.lineage, entries)
 
 

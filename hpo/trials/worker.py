@@ -110,6 +110,7 @@ def run_trial(
     stages = [(name, functions[name]) for name in kind.STAGES]
     with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log), asking():
         for name, stage in stages:
+            _unless_cancelled(f"before stage '{name}@{key}'")
             print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
             began = time.perf_counter()
             try:
@@ -126,6 +127,8 @@ def run_trial(
             seconds[name] = round(time.perf_counter() - began, 3)
             if isinstance(returned, dict):  # what a stage spent in this process (a generation's reused responses)
                 spent.update({k: returned[k] for k in SPENT if k in returned})
+        _unless_cancelled("before its dvc commit")
+        print(f"Recording {trial} with dvc commit of its stages", flush=True)
         commit([f"{name}@{key}" for name, _ in stages])
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
@@ -136,6 +139,26 @@ def run_trial(
     metrics["worker_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # after the trial's release
     metrics["gpus"] = _gpus()
     return {**metrics, **spent}
+
+
+class TrialCancelled(RuntimeError):
+    """The engine cancelled the trial's task: the campaign that submitted it stopped (Ctrl-C, SIGTERM)."""
+
+
+def _unless_cancelled(where: str) -> None:
+    """Ends a trial whose task the engine cancelled (a stopped campaign cancels what it was running): a Dask
+    thread cannot be interrupted, so a worker of another scheduler, which outlives the campaign, stops the trial
+    here — between stages, before `dvc commit` — leaving it unrecorded for the resumed campaign to run again."""
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        task = get_worker().state.tasks.get(thread_state.key)
+    except (ImportError, ValueError, AttributeError):  # not in a Dask worker's task thread
+        return
+    if task is not None and task.state == "cancelled":
+        print(f"Stopped {where}: the campaign that ran it stopped and cancelled it", flush=True)
+        raise TrialCancelled(f"cancelled {where}")
 
 
 def _gpus() -> int:
