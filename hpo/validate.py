@@ -45,6 +45,8 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
             f"in {params.data.path}; expected fewer, leaving records to train on"
         )
     if params.model.checkpoint_dir is None:
+        if params.model.tiny.architecture is not None:
+            check_architecture(params)
         corpus = root / params.data.corpus if params.data.corpus else None
         if corpus is None or not corpus.is_file():
             raise InputError(f"data.corpus: {params.data.corpus} not found; expected a text file (one line each)")
@@ -99,6 +101,24 @@ def check_scheduler(address: str, timeout: float = 5.0) -> None:
         raise InputError(
             f"campaign.scheduler: no Dask scheduler answers at {address} within {timeout:g} s ({why})"
         ) from None
+
+
+def check_architecture(params: Params) -> None:
+    """A named architecture (`model.tiny.architecture`) is one litgpt knows, and the settings fit it."""
+    from litgpt import Config
+
+    name = params.model.tiny.architecture
+    try:
+        config = Config.from_name(str(name))
+    except ValueError:
+        raise InputError(
+            f"model.tiny.architecture: got {name!r}; expected a litgpt configuration name (litgpt.Config.from_name, "
+            "e.g. SmolLM2-135M, pythia-160m)"
+        ) from None
+    try:
+        params.check_model_limits(config.n_embd, params.model.tiny.block_size, f"model.tiny ({name})")
+    except ValueError as err:
+        raise InputError(str(err)) from None
 
 
 def check_checkpoint_limits(params: Params, checkpoint_dir: Path) -> None:
@@ -215,4 +235,4 @@ def _task_folder(folder: Path, requested: Sequence[str] = (), root: Path = Path(
     return tasks
 
 
-__all__ = ["TEMPLATES", "InputError", "check_scheduler", "validate_inputs"]
+__all__ = ["TEMPLATES", "InputError", "check_architecture", "check_scheduler", "validate_inputs"]

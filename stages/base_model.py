@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -92,11 +93,27 @@ def build_tiny(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> N
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
 
-    config = Config(
+    vocab = tokenizer.get_vocab_size()
+    if tiny.architecture is not None:  # a published architecture at its real size, with the project's tokenizer
+        config = Config.from_name(
+            tiny.architecture, block_size=tiny.block_size, vocab_size=vocab, padded_vocab_size=vocab
+        )
+    else:
+        config = _tiny_config(tiny, vocab)
+    (out_dir / "model_config.yaml").write_text(yaml.safe_dump(asdict(config)))
+    torch.manual_seed(seed)
+    torch.save(GPT(config).state_dict(), out_dir / "lit_model.pth")
+
+
+def _tiny_config(tiny: TinyModel, vocab: int) -> Any:
+    """The default tiny LLaMA-style architecture (RMSNorm, LLaMA MLP, full rotary embeddings, no biases)."""
+    from litgpt import Config
+
+    return Config(
         name="tiny-llama-style",
         block_size=tiny.block_size,
-        vocab_size=tokenizer.get_vocab_size(),
-        padded_vocab_size=tokenizer.get_vocab_size(),
+        vocab_size=vocab,
+        padded_vocab_size=vocab,
         n_layer=tiny.n_layer,
         n_head=tiny.n_head,
         n_query_groups=tiny.n_head,
@@ -108,9 +125,6 @@ def build_tiny(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> N
         mlp_class_name="LLaMAMLP",
         intermediate_size=tiny.intermediate_size,
     )
-    (out_dir / "model_config.yaml").write_text(yaml.safe_dump(asdict(config)))
-    torch.manual_seed(seed)
-    torch.save(GPT(config).state_dict(), out_dir / "lit_model.pth")
 
 
 def pretrain(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> float:

@@ -193,6 +193,11 @@ def test_whole_file_checks_name_the_key_not_the_mapping(
         ),
         ({"model.tiny.n_head": 5}, (), "model.tiny: n_embd (64) must be divisible by n_head (5)"),
         ({"model.tiny.n_head": 64}, (), "model.tiny: head size n_embd / n_head = 1 is odd"),
+        (
+            {"model.tiny.architecture": "SmolLM2-135M"},  # params.yaml also sets n_embd: one or the other
+            (),
+            "model.tiny: n_embd: not used with architecture 'SmolLM2-135M' (the architecture gives the sizes)",
+        ),
     ],
 )
 def test_values_no_model_can_take_name_the_limit(tmp_path: Path, change: dict, remove: tuple, expected: str) -> None:

@@ -16,7 +16,7 @@ import yaml
 from hpo.config import load_params
 from hpo.validate import InputError, validate_inputs
 
-from .helpers import FOLDER, write_task_folder
+from .helpers import FOLDER, ROOT, write_task_folder
 
 
 def _params(ws: Path, **changes: object):
@@ -157,6 +157,19 @@ def test_user_task_must_read_only_its_folder(workspace: Path, file: str, old: st
     assert message.startswith(expected), message
     if "`!function`" in expected:
         assert "json/__init__.py, outside tasks/topics; expected every file the task reads inside" in message
+
+
+def test_a_named_architecture_must_be_litgpts_and_fit_the_settings(workspace: Path) -> None:
+    tiny = {"architecture": "NoSuchModel-1B", "vocab_size": 384, "block_size": 64}
+    message = _error(workspace, model__tiny=tiny)
+    assert message.startswith("model.tiny.architecture: got 'NoSuchModel-1B'; expected a litgpt configuration name")
+    space = {"lora_r": {"type": "int", "low": 1, "high": 1024}}  # SmolLM2-135M: n_embd 576
+    message = _error(workspace, model__tiny={**tiny, "architecture": "SmolLM2-135M"}, space=space)
+    assert message == (
+        "space.lora_r.high: got 1024; expected a LoRA rank <= the model's embedding size 576 "
+        "(model.tiny (SmolLM2-135M) n_embd)"
+    )
+    validate_inputs(load_params(ROOT / "params.smollm.yaml"), ROOT)  # the shipped declaration
 
 
 def test_warm_start_source_missing(workspace: Path) -> None:

@@ -53,8 +53,10 @@ def model_source_given(params: Params) -> None:
 
 def tiny_model_fits(params: Params) -> None:
     """The settings fit the tiny default base model (a checkpoint's limits are checked against its files)."""
-    if params.model.checkpoint_dir is None and params.model.trial is None:  # a checkpoint's: against its files
-        model_fits(params, params.model.tiny.n_embd, params.model.tiny.block_size, "model.tiny")
+    tiny = params.model.tiny
+    # a checkpoint's limits: against its files; a named architecture's: against litgpt's table (hpo.validate)
+    if params.model.checkpoint_dir is None and params.model.trial is None and tiny.architecture is None:
+        model_fits(params, tiny.n_embd, tiny.block_size, "model.tiny")
 
 
 def model_fits(params: Params, n_embd: int, block_size: int, model: str) -> None:

@@ -242,8 +242,15 @@ class DataSection(_Section):
 
 
 class TinyModel(_Section):
-    """The default base model, built and pretrained locally."""
+    """The default base model, built and pretrained locally: a small LLaMA-style model of the sizes below, or a
+    published litgpt architecture (`architecture`) at its real size, randomly initialised and pretrained here."""
 
+    architecture: str | None = Field(
+        default=None,
+        description="a litgpt configuration name (`Config.from_name`: SmolLM2-135M, pythia-160m, …): its layers, "
+        "widths, heads and MLP, with the project's tokenizer (vocab_size) and this block_size; n_layer, n_head, "
+        "n_embd and intermediate_size are then not used",
+    )
     n_layer: int = Field(default=2, ge=1)
     n_head: int = Field(default=4, ge=1)
     n_embd: int = Field(default=64, ge=8)
@@ -257,6 +264,14 @@ class TinyModel(_Section):
 
     @model_validator(mode="after")
     def _check_heads(self) -> TinyModel:
+        if self.architecture is not None:
+            sizes = sorted({"n_layer", "n_head", "n_embd", "intermediate_size"} & self.model_fields_set)
+            if sizes:
+                raise ValueError(
+                    f"{sizes[0]}: not used with architecture {self.architecture!r} (the architecture gives the "
+                    "sizes); expected one or the other"
+                )
+            return self
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2:
