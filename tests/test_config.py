@@ -194,7 +194,7 @@ def test_whole_file_checks_name_the_key_not_the_mapping(
         ({"model.tiny.n_head": 5}, (), "model.tiny: n_embd (64) must be divisible by n_head (5)"),
         ({"model.tiny.n_head": 64}, (), "model.tiny: head size n_embd / n_head = 1 is odd"),
         (
-            {"model.tiny.architecture": "SmolLM2-135M"},  # params.yaml also sets n_embd: one or the other
+            {"model.tiny.architecture": "SmolLM2-135M", "model.tiny.n_embd": 128},  # one or the other
             (),
             "model.tiny: n_embd: not used with architecture 'SmolLM2-135M' (the architecture gives the sizes)",
         ),

@@ -265,7 +265,11 @@ class TinyModel(_Section):
     @model_validator(mode="after")
     def _check_heads(self) -> TinyModel:
         if self.architecture is not None:
-            sizes = sorted({"n_layer", "n_head", "n_embd", "intermediate_size"} & self.model_fields_set)
+            sizes = [  # (a frozen declaration lists every field: only a size other than its default is refused)
+                name
+                for name in ("intermediate_size", "n_embd", "n_head", "n_layer")
+                if getattr(self, name) != type(self).model_fields[name].default
+            ]
             if sizes:
                 raise ValueError(
                     f"{sizes[0]}: not used with architecture {self.architecture!r} (the architecture gives the "
