@@ -72,10 +72,11 @@ def prepare(params_file: str) -> tuple[Campaign, dict[str, int]]:
 
 
 @task(name="run-trial", retry_condition_fn=_is_transient, **RETRIES)
-def run_trial(root: str, campaign: str, trial: str, submission: str) -> dict[str, Any]:
+def run_trial(root: str, campaign: str, trial: str, submission: str, adopted: bool = False) -> dict[str, Any]:
     """Runs a recorded trial's stages (train_lora → merge_lora → score) on a warm worker; returns its metrics. The
-    stage functions are those their CLIs run (`stages.trial_stages()`), resolved here, in the worker."""
-    return run_on_worker(root, campaign, trial, submission, trial_stages())
+    stage functions are those their CLIs run (`stages.trial_stages()`), resolved here, in the worker. An adopted
+    trial (left running by a stopped run) skips the stages dvc.lock already records."""
+    return run_on_worker(root, campaign, trial, submission, trial_stages(), adopted)
 
 
 @task(name="report", retry_condition_fn=_is_transient, **RETRIES)
@@ -275,9 +276,9 @@ def trials(params_file: str) -> dict[str, Any]:
 
     running: dict[PrefectFuture, Trial] = {}
 
-    def submit(trial: Trial) -> PrefectFuture:
+    def submit(trial: Trial, adopted: bool = False) -> PrefectFuture:
         live.start(trial)
-        future = run_trial.submit(root, c.name, trial.id, uuid.uuid4().hex)
+        future = run_trial.submit(root, c.name, trial.id, uuid.uuid4().hex, adopted)
         running[future] = trial
         return future
 
@@ -300,10 +301,11 @@ def trials(params_file: str) -> dict[str, Any]:
             print(f"{trial.id:>8}  interrupted earlier: running it again", flush=True)
         while True:
             while len(running) < c.params.campaign.workers:
+                adopted = bool(queue)
                 next_trial = queue.pop(0) if queue else c.propose()
                 if next_trial is None:
                     break
-                submit(next_trial)
+                submit(next_trial, adopted)
             if not running:
                 break
             finish(next(as_completed(list(running))))

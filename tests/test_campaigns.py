@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import optuna
@@ -206,6 +207,25 @@ def test_rerun_resumes_without_rerunning(ws: Path, engines: Engines) -> None:
     out = run_ok(ws, "run", "--params", "e2e.yaml", extra_env=engines.env)
     assert "train_lora" not in out, "no stage runs again"
     assert (ws / "campaigns/e2e/trials/t000/train.json").read_text() == before
+
+
+def test_an_adopted_trial_skips_the_stages_dvc_lock_records(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial left running by a stopped run is run again on resume; when the stop came after its `dvc commit`,
+    the worker finds each stage recorded and unchanged and runs none of them (as `dvc repro` would not)."""
+    from hpo.trials.finetune import STAGES
+    from hpo.trials.worker import run_trial
+
+    def never(paths: CampaignPaths, trial: str) -> None:
+        raise AssertionError(f"a recorded stage ran again for {trial}")
+
+    monkeypatch.chdir(ws)  # (the worker works in the workspace; put back afterwards)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    lock = (ws / "dvc.lock").read_text()
+    metrics = run_trial(str(ws), "e2e", "t001", "adopted", dict.fromkeys(STAGES, never), adopted=True)
+    assert metrics["state"] == "complete" and metrics["stage_seconds"] == {}
+    log = (ws / "campaigns/e2e/logs/t001.log").read_text()
+    assert all(f"Stage '{name}@e2e-t001' is recorded in dvc.lock and unchanged" in log for name in STAGES)
+    assert (ws / "dvc.lock").read_text() == lock, "nothing to commit"
 
 
 def test_a_multi_objective_campaign_with_a_constraint(ws: Path) -> None:

@@ -248,7 +248,7 @@ def test_dvc_commit_records_stages_run_outside_dvc(tmp_path: Path, monkeypatch: 
     cache, and `dvc status` says the pipeline is up to date."""
     from dvc.repo import Repo
 
-    from hpo.record.dvc import commit
+    from hpo.record.dvc import commit, up_to_date
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     Repo.init(str(tmp_path)).close()
@@ -273,6 +273,10 @@ def test_dvc_commit_records_stages_run_outside_dvc(tmp_path: Path, monkeypatch: 
         assert (tmp_path / ".dvc" / "cache" / "files" / "md5" / out["md5"][:2] / out["md5"][2:]).is_file()
     with Repo(str(tmp_path)) as repo:
         assert repo.status() == {}
+    assert up_to_date("make@a", root=tmp_path)  # what a resumed trial skips
+    (tmp_path / "out-a.txt").chmod(0o644)
+    (tmp_path / "out-a.txt").write_text("changed")
+    assert not up_to_date("make@a", root=tmp_path) and up_to_date("make@b", root=tmp_path)
 
 
 # Optuna ------------------------------------------------------------------------------------------------------------

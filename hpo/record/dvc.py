@@ -69,6 +69,15 @@ def repro(targets: list[str], log_file: Path, *, single_item: bool = False) -> N
 COMMIT_BACKOFF: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30)
 
 
+def up_to_date(target: str, root: Path = Path(".")) -> bool:
+    """Whether dvc.lock records the stage `target` with the dependencies and outputs now on disk (`dvc status
+    <target>` says nothing about it): what `dvc repro` would skip."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return not repo.status(targets=[target])
+
+
 def commit(targets: list[str], root: Path = Path("."), backoff: tuple[float, ...] = COMMIT_BACKOFF) -> None:
     """Records stages that ran outside `dvc repro` as `dvc commit --force <targets>` does, under DVC's
     repository lock, with one update of each lock file for all of them.

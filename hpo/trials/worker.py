@@ -31,7 +31,7 @@ from typing import Any, TextIO
 import psutil
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from hpo.record.dvc import StageError, commit
+from hpo.record.dvc import StageError, commit, up_to_date
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import stage_key
 from hpo.search.pruning import asking
@@ -72,7 +72,12 @@ def worker_name() -> str:
 
 
 def run_trial(
-    root: str, campaign: str, trial: str, submission: str, functions: Mapping[str, StageFunction]
+    root: str,
+    campaign: str,
+    trial: str,
+    submission: str,
+    functions: Mapping[str, StageFunction],
+    adopted: bool = False,
 ) -> dict[str, Any]:
     """Runs a recorded trial's stages in this process and records them with DVC.
 
@@ -83,6 +88,9 @@ def run_trial(
         submission: an id for this submission of the trial, the same for every attempt the engine makes.
         functions: the trial stages' functions by dvc.yaml name (`stages.trial_stages()`: each stage module's
             `run`, what its CLI runs); the campaign's kind says which of them a trial runs, in which order.
+        adopted: the trial was left running by a run that stopped (`Campaign.interrupted`). Then, as for an
+            attempt the engine makes again, a stage that dvc.lock already records with the files on disk (the
+            run stopped after its `dvc commit`) is not run again, as `dvc repro` would skip it.
 
     Returns:
         The trial's metrics (metrics.json) with its wall seconds, each stage's seconds, the worker, the number
@@ -108,9 +116,15 @@ def run_trial(
     kind = kind_of(paths.load())
     kind.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
     stages = [(name, functions[name]) for name in kind.STAGES]
+    resumed = adopted or interrupted > 0
+    ran: list[str] = []
     with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log), asking():
         for name, stage in stages:
             _unless_cancelled(f"before stage '{name}@{key}'")
+            if resumed and not ran and up_to_date(f"{name}@{key}"):  # recorded before the run stopped
+                print(f"Stage '{name}@{key}' is recorded in dvc.lock and unchanged: not run again", flush=True)
+                continue
+            ran.append(f"{name}@{key}")
             print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
             began = time.perf_counter()
             try:
@@ -128,8 +142,9 @@ def run_trial(
             if isinstance(returned, dict):  # what a stage spent in this process (a generation's reused responses)
                 spent.update({k: returned[k] for k in SPENT if k in returned})
         _unless_cancelled("before its dvc commit")
-        print(f"Recording {trial} with dvc commit of its stages", flush=True)
-        commit([f"{name}@{key}" for name, _ in stages])
+        if ran:
+            print(f"Recording {trial} with dvc commit of its stages", flush=True)
+            commit(ran)
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
     metrics["stage_seconds"] = seconds
