@@ -41,7 +41,7 @@ class Interrupted(KeyboardInterrupt):
     Ctrl-C)."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(name(signum))
         self.signum = signum
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from hpo.analysis.source import CampaignSource
 from hpo.record.files import plain
-from hpo.record.layout import BASELINE
+from hpo.record.layout import BASELINE, STOPPED
 
 COLUMNS = [
     "trial",
@@ -66,7 +66,7 @@ def trial_state(
         return "failed", failure
     if scored is not None:
         return scored["state"], scored.get("reason")
-    stopped = (lineage or {}).get("stopped")
+    stopped = (lineage or {}).get(STOPPED)
     return ("interrupted", f"{stopped} stopped the run") if stopped else ("running", None)
 
 

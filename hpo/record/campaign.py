@@ -27,7 +27,7 @@ from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params, trial_id
 from hpo.record.dvc import repro
 from hpo.record.files import file_lock, read_json, read_yaml, records_lock
-from hpo.record.layout import BASELINE, CampaignPaths
+from hpo.record.layout import BASELINE, STOPPED, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
 from hpo.record.records import read_trials, record_failure, record_lineage, record_trial, start_campaign
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
@@ -46,7 +46,6 @@ COSTS = (
     "sampled_tokens",  # generation trials: response tokens sampled in this run
     "reused_responses",  # and responses reused from the worker's earlier trials (EcoOptiGen's rule 3)
 )
-STOPPED = "stopped"  # lineage.yaml: the signal that stopped the run while the trial ran (until it runs again)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 ERROR_LINE = re.compile(r"^\s*(\w+(Error|Exception|Interrupt)\b.*)$")
 

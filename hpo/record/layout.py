@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the schema asks this module where things are (a trial's mer
 CAMPAIGNS_DIR = Path("campaigns")
 REGISTRY = CAMPAIGNS_DIR / "registry.yaml"
 BASELINE = "baseline"  # the id of the trial run at litgpt's default settings, for comparison
+STOPPED = "stopped"  # lineage.yaml: the signal that stopped the run while the trial ran (until it runs again)
 
 
 @dataclass(frozen=True)
