@@ -5,6 +5,7 @@ campaign status [NAME]                     one line per trial: state, score, hyp
 campaign trace NAME TRIAL                  a trial's lineage, with its artefacts checked against dvc.lock
 campaign compare A B [C …] [--html F]      summary table and what differs; NAME@REV reads a git revision
 campaign report NAME [--html F]            the campaign's self-contained HTML report
+campaign export NAME TRIAL [--to DIR]      a trial's merged checkpoint (merged on demand), and how to load it
 """
 
 from __future__ import annotations
@@ -142,6 +143,31 @@ def report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render([name]))
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="campaign name")],
+    trial: Annotated[str, typer.Argument(help="trial id, e.g. t003 or baseline")],
+    to: Annotated[Path | None, typer.Option("--to", help="also copy the checkpoint into this new folder")] = None,
+) -> None:
+    """Merge a trial's adapter into its base model (a DVC stage, rebuilt by `dvc repro`) and say how to load it."""
+    from hpo.checkpoint import copy_checkpoint, loading_instructions
+    from hpo.record.campaign import merge_trial
+    from hpo.record.layout import CampaignPaths
+    from hpo.record.records import check_mergeable
+
+    paths = CampaignPaths(name)
+    try:  # bad input stops here, before anything is written
+        check_mergeable(paths, trial, "campaign export")
+    except ParamsError as err:
+        raise _fail(str(err)) from None
+    if to is not None and to.exists() and (not to.is_dir() or any(to.iterdir())):
+        raise _fail(f"campaign export --to: {to} exists and is not an empty folder; expected a new folder")
+    folder = merge_trial(paths, trial, "export")
+    if to is not None:
+        folder = copy_checkpoint(folder, to)
+    typer.echo(loading_instructions(folder))
 
 
 def main() -> None:

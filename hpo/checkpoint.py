@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 POINTER = "checkpoint.json"
 REQUIRED_FILES = ("lit_model.pth", "model_config.yaml", "tokenizer_config.json")
@@ -44,3 +45,72 @@ def resolve_checkpoint(base_model_dir: Path, root: Path = Path(".")) -> Path:
         check_checkpoint(path)
         return path
     return base_model_dir
+
+
+def merged_state(adapter_dir: Path, base: dict[str, Any]) -> dict[str, Any]:
+    """The weights of `base` with the LoRA adapter in `adapter_dir` merged in, computed in memory as litgpt's
+    `merge_lora` script computes the `lit_model.pth` it writes (the same calls on the same tensors: LoRA GPT with
+    the adapter's `lora_*` hyperparameters, base weights updated with the adapter's, cast to the adapter's dtype,
+    `merge_lora_weights`, LoRA weights dropped and `linear.` removed from the names), so that a model evaluated
+    from it gives the same bytes as one loaded from the merge stage's checkpoint, without writing that checkpoint.
+
+    `base` is a warm worker's cached base weights (`hpo.trials.cache.base_state`) and stays unchanged: the only
+    tensors the merge adds into in place, the weights under a LoRA layer, are copied first; every other tensor of
+    the result is the base's own (no second copy of the model).
+
+    Args:
+        adapter_dir: a train_lora adapter folder (`lit_model.pth.lora`, `hyperparameters.yaml`, model config).
+        base: the base checkpoint's weights (a `lit_model.pth` state dict).
+    """
+    import torch
+    from litgpt.lora import GPT, Config, lora_filter, merge_lora_weights
+    from litgpt.scripts.merge_lora import load_lora_metadata
+
+    lora_params, _, _ = load_lora_metadata(adapter_dir)
+    config = Config.from_file(adapter_dir / "model_config.yaml", **lora_params)
+    with torch.device("meta"):
+        model = GPT(config)
+    model.cos = None  # as litgpt's script: the rope cache is not needed to merge
+    model.sin = None
+    lora = torch.load(adapter_dir / "lit_model.pth.lora", map_location="cpu", mmap=True, weights_only=True)
+    lora = lora.get("model", lora)
+    merged_layers = {key.removesuffix(".lora_A") for key in lora if key.endswith(".lora_A")}
+    state = {key: value.clone() if key.rpartition(".")[0] in merged_layers else value for key, value in base.items()}
+    state.update(lora)
+    model.load_state_dict(state, assign=True)
+    model.to(dtype=next(iter(lora.values())).dtype, device="cpu")
+    merge_lora_weights(model)
+    return {k.replace("linear.", ""): v for k, v in model.state_dict().items() if not lora_filter(k, v)}
+
+
+def copy_checkpoint(checkpoint_dir: Path, to: Path) -> Path:
+    """Copies a checkpoint folder's files into `to` (created); returns `to`."""
+    import shutil
+
+    shutil.copytree(checkpoint_dir, to, dirs_exist_ok=True)
+    return to
+
+
+def loading_instructions(checkpoint_dir: Path) -> str:
+    """How to load a merged checkpoint with litgpt, and with Hugging Face transformers through litgpt's converter."""
+    name = yaml_name(checkpoint_dir / "model_config.yaml")
+    return f"""merged checkpoint: {checkpoint_dir}
+
+litgpt (a complete litgpt checkpoint folder):
+  litgpt generate {checkpoint_dir} --prompt "..."      # or: litgpt chat / litgpt serve / litgpt evaluate
+  python: from litgpt import LLM; llm = LLM.load("{checkpoint_dir}")
+
+Hugging Face transformers, through litgpt's converter:
+  litgpt convert_from_litgpt {checkpoint_dir} {checkpoint_dir}-hf
+  python: import torch; from transformers import AutoModelForCausalLM
+          model = AutoModelForCausalLM.from_pretrained(
+              "<the Hugging Face model of this architecture ({name})>",
+              state_dict=torch.load("{checkpoint_dir}-hf/model.pth"))
+  (the project's tiny model has no published Hugging Face configuration: load that one with litgpt)"""
+
+
+def yaml_name(config_file: Path) -> str:
+    """The `name` a litgpt model_config.yaml gives its architecture."""
+    import yaml
+
+    return str((yaml.safe_load(config_file.read_text()) or {}).get("name", "unknown"))

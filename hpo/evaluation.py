@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hpo.checkpoint import merged_state
 from hpo.config import EvalSection, derive_seed
 from hpo.search.ecooptigen import Budget, check_on_growing_subsets, instance_cost
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
@@ -56,17 +57,23 @@ def make_lm(
     generation_batch_size: int = 16,
     budget: Budget | None = None,
     prices: tuple[float, float] | None = None,
+    adapter: Path | None = None,
 ) -> Any:
-    """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`.
+    """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`, with a trial's LoRA adapter merged in.
+
+    The checkpoint's weights are read once per worker (`cache.base_state`, kept on the CPU: on a GPU only the
+    evaluated model is there); `adapter` is merged into them in memory (`merged_state`, the same tensors litgpt's
+    merge_lora writes), so a trial's score needs no merged checkpoint on disk and gives the same bytes as one.
 
     Args:
-        checkpoint_dir: a complete litgpt checkpoint.
+        checkpoint_dir: a complete litgpt checkpoint (the campaign's base model).
         batch_size: rows per loglikelihood batch.
         seed: seeds every sampled response (with task, doc_id and response index).
         generation_batch_size: rows (instance × response) sampled together.
         budget: check generation against EcoOptiGen's inference budget on growing subsets of the instances
             (rule 2); when a subset is clearly over it, the rest is not sampled (`pruned_after`, `checks`).
         prices: per 1k input and output tokens: every cost (and the budget) in money; None: in tokens.
+        adapter: a train_lora adapter folder trained on `checkpoint_dir`, or None for the checkpoint as it is.
     """
     import torch
     import torch.nn.functional as F
@@ -87,13 +94,15 @@ def make_lm(
             self.tokenizer = Tokenizer(checkpoint_dir)
             with torch.device(device):
                 model = GPT(config)
-            state = torch.load(checkpoint_dir / "lit_model.pth", map_location=device, mmap=True)
-            model.load_state_dict(state.get("model", state))
+            weights = checkpoint_dir / "lit_model.pth"
+            state = cache.base_state(weights)
+            model.load_state_dict(state if adapter is None else merged_state(adapter, state))
             self.model = model.to(device=device, dtype=dtype).eval()
             self.model.max_seq_length = config.block_size
             self.block_size = config.block_size
             self.batch_size = batch_size
-            self.weights = file_hash(checkpoint_dir / "lit_model.pth")
+            # what the responses depend on, for the response cache: the base weights and the adapter's
+            self.weights = file_hash(weights) + ("" if adapter is None else file_hash(adapter / "lit_model.pth.lora"))
             self.reused = 0  # responses taken from this worker's earlier trials (rule 3), not sampled again
             self.sampled_tokens = 0  # response tokens sampled by this LM
             self.checks: list[dict[str, Any]] = []  # rule 2's subsets and verdicts

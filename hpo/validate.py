@@ -54,6 +54,15 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
             read_text(corpus)
         except TextFileError as err:
             raise InputError(f"data.corpus: {err}") from None
+    elif params.model.trial is not None:  # a complete trial (resolve_model_trial), merged on demand: its adapter
+        campaign, trial = params.model.trial.split("/")  # folder holds the same model_config.yaml
+        adapter = CampaignPaths(campaign, root).trial(trial).adapter
+        if not (adapter / "lit_model.pth.lora").is_file():
+            raise InputError(
+                f"model.trial: {params.model.trial}'s adapter {adapter} is missing; expected it on disk: rebuild it "
+                f"(dvc repro train_lora@{campaign}-{trial}) or fetch it (dvc pull)"
+            )
+        check_checkpoint_limits(params, adapter)
     else:
         try:
             check_checkpoint(params.model.checkpoint_dir)

@@ -57,11 +57,12 @@ def generate(
     eval_seed: int,
     root: Path = Path("."),
     check_budget: bool = True,
+    adapter: Path | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
     """Samples and scores the campaign's generate_until tasks with one trial's generation settings.
 
     Args:
-        checkpoint_dir: the litgpt checkpoint that generates.
+        checkpoint_dir: the litgpt checkpoint that generates (the campaign's base model).
         evaluation: the campaign's eval section (generate_until tasks, the per-response metric, limit).
         settings: the trial's generation settings (the `generate` section with the trial's values).
         task_dir: the campaign's task folder.
@@ -70,6 +71,8 @@ def generate(
         root: the workspace root (lm-eval reads relative data paths from it).
         check_budget: with `generate.inference_budget`, check it on growing subsets (EcoOptiGen's rule 2); False
             when rule 1 already knows the configuration's n is within budget.
+        adapter: a joint trial's LoRA adapter, merged into `checkpoint_dir`'s weights in memory; None: the
+            checkpoint as it is.
 
     Returns:
         The metrics (`score`: the utility, mean over tasks), one record per instance, and what this process
@@ -81,7 +84,7 @@ def generate(
         ValueError: a task that is not generate_until, or that reports no `eval.metric` per response.
     """
     budget = budget_of(settings) if check_budget else None
-    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget, prices_of(settings))
+    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget, prices_of(settings), adapter)
     tasks: dict[str, Any] = {}
 
     def configure(task: Any) -> None:
@@ -232,13 +235,14 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
         metrics, records, spent = pruned_without_generation(settings, decided["reason"]), [], {}
     else:
         metrics, records, spent = generate(
-            trial.merged if params.campaign.trains else resolve_checkpoint(paths.base_model),  # joint: its own
+            resolve_checkpoint(paths.base_model),
             params.eval,
             settings,
             paths.tasks,
             derive_seed(record["seeds"]["generate"], settings.generation_seed),
             record["seeds"]["eval"],
             check_budget=decided.get("decision") != "valid",
+            adapter=trial.adapter if params.campaign.trains else None,  # a joint trial samples with its own adapter
         )
     with trial.responses.open("w") as f:
         for line in records:

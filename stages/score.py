@@ -1,4 +1,8 @@
-"""score: evaluate a merged checkpoint with lm-eval and write the trial's metrics.
+"""score: evaluate a trial's LoRA adapter on its base model with lm-eval and write the trial's metrics.
+
+The adapter is merged into the base weights in memory (`hpo.checkpoint.merged_state`: the tensors litgpt's
+merge_lora would write), so a trial writes, hashes and caches no full copy of the model; the merge_lora stage
+writes one only for the trials that need it (the best, a trial another campaign starts from, an export).
 
 lm-eval drives the evaluation (`simple_evaluate` with all four seeds pinned, task YAMLs from the campaign's task
 folder and, when asked, lm-eval's built-in tasks such as `mmlu` or `hellaswag`) over litgpt's `GPT` behind
@@ -17,6 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hpo.checkpoint import resolve_checkpoint
 from hpo.config import EvalSection
 from hpo.evaluation import evaluate, make_lm
 from hpo.record.files import write_json
@@ -26,16 +31,22 @@ from hpo.trials.cache import pin_threads
 
 
 def score(
-    checkpoint_dir: Path, evaluation: EvalSection, task_dir: Path | None, seed: int, root: Path = Path(".")
+    checkpoint_dir: Path,
+    evaluation: EvalSection,
+    task_dir: Path | None,
+    seed: int,
+    root: Path = Path("."),
+    adapter: Path | None = None,
 ) -> dict[str, Any]:
-    """Scores a checkpoint on the campaign's lm-eval tasks.
+    """Scores a checkpoint, with a LoRA adapter merged in, on the campaign's lm-eval tasks.
 
     Args:
-        checkpoint_dir: a complete litgpt checkpoint (the trial's merged model).
+        checkpoint_dir: a complete litgpt checkpoint (the campaign's base model, or any merged checkpoint).
         evaluation: the campaign's eval section (tasks, metric, limit, batch size, few-shot).
         task_dir: folder of task YAMLs to include (the campaign's), or None for lm-eval's built-in tasks only.
         seed: the evaluation seed; lm-eval's random, numpy, torch and few-shot seeds are all set from it.
         root: the workspace root, where lm-eval reads relative data paths from (the working directory under DVC).
+        adapter: the trial's adapter folder (trained on `checkpoint_dir`), or None to score the checkpoint alone.
 
     Returns:
         `{"score": ..., "tasks": {task: {metric: value, metric_stderr: value}}, "lm_eval": {...}}`; `lm_eval`
@@ -43,7 +54,7 @@ def score(
         (`inputs`: YAMLs and includes, data files, `!function` modules) and each hub dataset's path, name, revision
         and fingerprints (`datasets`).
     """
-    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed)
+    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, adapter=adapter)
     results, inputs, datasets = evaluate(lm, evaluation, task_dir, seed, root)
     per_task: dict[str, dict[str, float | None]] = {}
     for task in evaluation.tasks:
@@ -85,13 +96,14 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     if trained["state"] != "complete":
         result: dict[str, Any] = {"state": trained["state"], "reason": trained["reason"], "score": None}
     else:
-        result = score(trial.merged, params.eval, paths.tasks, record["seeds"]["eval"])
+        base = resolve_checkpoint(paths.base_model)
+        result = score(base, params.eval, paths.tasks, record["seeds"]["eval"], adapter=trial.adapter)
     write_json(trial.metrics, result)
     return result
 
 
 def main() -> None:
-    paths, trial_id = stage_args("Score one trial's merged model with lm-eval.", trial=True)
+    paths, trial_id = stage_args("Score one trial's adapter on its base model with lm-eval.", trial=True)
     result = run(paths, trial_id)
     print(json.dumps({"score": result["score"], "state": result["state"]}))
 

@@ -102,7 +102,7 @@ def test_commit_waits_for_a_busy_output_lock_instead_of_failing(
 
 def _source_campaign(root: Path, kind: str = "finetune") -> None:
     """A hand-built record of a campaign `src`: t000 complete (its report's best), t001 running, t002 failed, t003
-    complete, t004 complete but its merged model not on disk (a clean clone before `dvc repro`)."""
+    complete, t004 complete but its merged model not on disk (not merged yet, or a clean clone before `dvc repro`)."""
     from hpo.checkpoint import REQUIRED_FILES
     from hpo.record.files import write_yaml
 
@@ -129,7 +129,7 @@ def _source_campaign(root: Path, kind: str = "finetune") -> None:
         ("src/t001", "model.trial: src/t001 is not complete (state: running)"),
         ("src/t002", "model.trial: src/t002 is not complete"),
         ("src/t009", "model.trial: campaign 'src' has no trial 't009'"),
-        ("src/t004", "model.trial: src/t004's merged model campaigns/src/trials/t004/merged is missing or incomplete"),
+        ("src/t004", "src/t004"),  # its merged model is not on disk: merged on demand
         ("other@best", "model.trial: no campaign 'other'"),
         ("generation@best", "model.trial: 'generation@best' names this campaign"),
     ],
@@ -150,6 +150,22 @@ def test_a_model_trial_resolves_to_one_complete_trial(tmp_path: Path, reference:
     with pytest.raises(ParamsError) as err:
         resolve_model_trial(params, tmp_path)
     assert str(err.value).startswith(expected), str(err.value)
+
+
+def test_a_model_trial_is_merged_on_demand(tmp_path: Path) -> None:
+    """A campaign starting from a trial registers that trial's merge_lora stage (upstream of its base_model stage
+    in dvc.yaml), once, whether or not the merged model is on disk."""
+    from hpo.record.records import read_registry, start_campaign
+
+    _source_campaign(tmp_path)
+    raw = yaml.safe_load((ROOT / "params.generation.yaml").read_text())
+    raw["model"] = {"trial": "src/t004"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    for _ in range(2):
+        start_campaign(tmp_path / "p.yaml", tmp_path)
+    assert read_registry(tmp_path)["merges"] == {
+        "src-t004": {"campaign": "src", "trial": "t004", "reason": "model.trial of generation"}
+    }
 
 
 def test_a_recorded_campaign_resumes_on_the_trial_best_named_then(tmp_path: Path) -> None:

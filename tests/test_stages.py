@@ -15,6 +15,7 @@ from hpo.config import load_params
 from hpo.data import DataError, read_records
 from hpo.record.layout import CampaignPaths
 from hpo.search.pruning import recorded_stop
+from hpo.trials import cache
 from stages.merge_lora import merge_lora
 from stages.prepare_data import prepare_data
 from stages.score import score
@@ -98,6 +99,19 @@ def test_train_merge_score(built: tuple[Path, CampaignPaths], monkeypatch: pytes
     gen_eval = params.eval.model_copy(update={"tasks": ["tinytopic_gen"], "metric": "exact_match", "limit": 10})
     gen = score(out.merged, gen_eval, paths.tasks, seed=3)
     assert 0.0 <= gen["tasks"]["tinytopic_gen"]["exact_match"] <= 1.0
+
+    # A trial's stage scores its adapter on the base model, merged in memory: the same bytes as the checkpoint
+    # litgpt's merge_lora wrote, for loglikelihood and for sampled generation; the cached base weights unchanged.
+    def as_bytes(metrics: dict) -> str:
+        return json.dumps(metrics, sort_keys=True)
+
+    assert as_bytes(score(paths.base_model, params.eval, paths.tasks, seed=3, adapter=out.adapter)) == as_bytes(mc)
+    in_memory = score(paths.base_model, gen_eval, paths.tasks, seed=3, adapter=out.adapter)
+    assert as_bytes(in_memory) == as_bytes(gen)
+    cached = cache.base_state(paths.base_model / "lit_model.pth")
+    assert all(torch.equal(cached[k], base[k]) for k in base), "merging in memory left the cached base weights as read"
+    plain = score(paths.base_model, params.eval, paths.tasks, seed=3)
+    assert plain["tasks"] != mc["tasks"], "the adapter changes the scores"
 
 
 def test_diverging_training_is_a_recorded_failure(built: tuple[Path, CampaignPaths], monkeypatch) -> None:

@@ -1,10 +1,10 @@
 """Trace one trial back to everything its result depends on, and check that the files on disk still match.
 
 The manifest is assembled from the campaign's record, not stored twice: the decision (params and seeds) from
-`trials.yaml`, the content hashes of data, base model, adapter, merged model and metrics from `dvc.lock` (DVC's
-own hashes), code revision, library versions and wall times from `lineage.yaml` (also the Optuna trial's user
-attributes), training and evaluation settings from the frozen params and the trial's metrics. `check` asks DVC
-(`dvc status`) whether each artefact on disk still has its recorded hash.
+`trials.yaml`, the content hashes of data, base model, adapter, metrics and (when merged) the merged model from
+`dvc.lock` (DVC's own hashes), code revision, library versions and wall times from `lineage.yaml` (also the Optuna
+trial's user attributes), training and evaluation settings from the frozen params and the trial's metrics. `check`
+asks DVC (`dvc status`) whether each artefact on disk still has its recorded hash.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ JOINT_ARTEFACTS = {
     **{k: GENERATION_ARTEFACTS[k] for k in ("responses", "metrics", "eval_inputs")},
 }
 KIND_ARTEFACTS = {"finetune": ARTEFACTS, "generate": GENERATION_ARTEFACTS, "joint": JOINT_ARTEFACTS}
+# Artefacts a trial has only when asked for (`campaign export`, the best trial, `model.trial`): shown when recorded.
+ON_DEMAND = ("merged",)
 
 
 def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]:
@@ -60,7 +62,10 @@ def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]
     hashes: dict[str, dict[str, Any]] = {}
     for artefact, (stage_tpl, path_of) in KIND_ARTEFACTS[campaign_kind(paths)].items():
         stage, path = stage_tpl.format(**names), path_of(relative, relative.trial(trial))
-        hashes[artefact] = {"stage": stage, "path": path, "md5": source.locked_md5(stage, path)}
+        md5 = source.locked_md5(stage, path)
+        if artefact in ON_DEMAND and md5 is None:
+            continue  # not asked for: a trial records its adapter, a merge only when needed
+        hashes[artefact] = {"stage": stage, "path": path, "md5": md5}
     return hashes
 
 

@@ -29,7 +29,14 @@ from hpo.record.dvc import repro
 from hpo.record.files import file_lock, read_json, read_yaml, records_lock
 from hpo.record.layout import BASELINE, STOPPED, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
-from hpo.record.records import read_trials, record_failure, record_lineage, record_trial, start_campaign
+from hpo.record.records import (
+    read_trials,
+    record_failure,
+    record_lineage,
+    record_trial,
+    request_merge,
+    start_campaign,
+)
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
 from hpo.search import ecooptigen, objectives
 from hpo.search.proposers import ask, enqueue_design
@@ -280,4 +287,19 @@ class Campaign:
         # Only the report stage (`-s`): the trials it reads are recorded by their workers' `dvc commit`; a trial
         # that another process is running has no lock entry yet and must not be started again by DVC here.
         repro([f"report@{self.name}"], self.paths.dir / "logs" / "report.log", single_item=True)
-        return json.loads((self.paths.report / "best.json").read_text())
+        summary: dict[str, Any] = json.loads((self.paths.report / "best.json").read_text())
+        if self.params.campaign.trains and summary.get("best"):  # best.json names a usable model: merge it
+            self.merge(summary["best"]["trial"], "best")
+        return summary
+
+    def merge(self, trial: str, reason: str) -> Path:
+        """Builds a trial's merged checkpoint (`merge_trial`)."""
+        return merge_trial(self.paths, trial, reason)
+
+
+def merge_trial(paths: CampaignPaths, trial: str, reason: str) -> Path:
+    """Builds a trial's merged checkpoint through DVC: registers its merge_lora stage in `merges` (so every later
+    `dvc repro` rebuilds it) and reproduces it, with whatever it depends on that is not up to date; DVC skips a
+    merge it has recorded with the files on disk. Returns the merged checkpoint's folder."""
+    repro([request_merge(paths, trial, reason)], paths.dir / "logs" / "merge.log")
+    return paths.trial(trial).merged

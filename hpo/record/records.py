@@ -11,16 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hpo.checkpoint import CheckpointError, check_checkpoint
 from hpo.config import Params, ParamsError, load_params, merged_model
 from hpo.record.files import read_json, read_yaml, records_lock, write_yaml
 from hpo.record.layout import REGISTRY, CampaignPaths
 from hpo.tasks import task_dir_dep
 
-# The registry sections whose entries dvc.yaml's `foreach` turns into stages: `adapters` → train_lora and
-# merge_lora, `trials` → score, `generations` → generate (on the entry's `model`); the sections a trial of each kind
-# is in, and the stage of each kind that writes the trial's metrics.json (its score) with its section.
-SECTIONS = ("adapters", "trials", "generations")
+# The registry sections whose entries dvc.yaml's `foreach` turns into stages: `adapters` → train_lora, `trials` →
+# score, `generations` → generate (on the entry's `model` with its `adapter`), `merges` → merge_lora (only the
+# trials that need a merged checkpoint: a campaign's best, a trial another campaign starts from, an export); the
+# sections a trial of each kind is in, and the stage of each kind that writes the trial's metrics.json (its score)
+# with its section.
+SECTIONS = ("adapters", "trials", "generations", "merges")
 REGISTRY_SECTIONS = {
     "finetune": ("adapters", "trials"),
     "generate": ("generations",),
@@ -95,7 +96,7 @@ def record_trial(
         for section in REGISTRY_SECTIONS[kind]:
             entry = {"campaign": paths.name, "trial": trial, "task_dir": task_dir}
             if section == "generations":
-                entry["model"] = generation_model(paths.name, trial, kind)
+                entry.update(generation_inputs(paths.name, trial, kind))
             registry[section][stage_key(paths.name, trial)] = entry
         write_yaml(paths.root / REGISTRY, registry)
 
@@ -146,11 +147,53 @@ def register_campaign(paths: CampaignPaths, params: Params) -> None:
         write_yaml(paths.root / REGISTRY, registry)
 
 
-def generation_model(campaign: str, trial: str, kind: str) -> str:
-    """The checkpoint a trial's generate stage samples from: the trial's merged model in a joint campaign, the
-    campaign's base model otherwise."""
+def generation_inputs(campaign: str, trial: str, kind: str) -> dict[str, str]:
+    """What a trial's generate stage samples from (its registry entry's `model` and `adapter`, dependencies of the
+    stage): the campaign's base model, with the trial's own LoRA adapter in a joint campaign; a generation
+    campaign's trial has no adapter, and its entry names the base model again (DVC takes a dependency listed twice
+    as one)."""
     paths = CampaignPaths(campaign)  # relative to the workspace, as dvc.yaml reads the registry
-    return (paths.trial(trial).merged if kind == "joint" else paths.base_model).as_posix()
+    model = paths.base_model.as_posix()
+    return {"model": model, "adapter": paths.trial(trial).adapter.as_posix() if kind == "joint" else model}
+
+
+def request_merge(paths: CampaignPaths, trial: str, reason: str) -> str:
+    """Registers a trial's merge_lora stage (registry `merges`), so that `dvc repro` builds and rebuilds its merged
+    checkpoint; `reason` (best, export, `model.trial` of another campaign) is kept beside the first one. Returns
+    the stage name to reproduce."""
+    key = stage_key(paths.name, trial)
+    with records_lock(paths.root):
+        registry = read_registry(paths.root)
+        if key not in registry["merges"]:
+            registry["merges"][key] = {"campaign": paths.name, "trial": trial, "reason": reason}
+            write_yaml(paths.root / REGISTRY, registry)
+    return f"merge_lora@{key}"
+
+
+def check_mergeable(source: CampaignPaths, trial: str | None, what: str) -> None:
+    """Checks that `trial` of `source` is a complete trial that trained an adapter (what a merge needs); with
+    `trial` None, only that the campaign exists and trains.
+
+    Raises:
+        ParamsError: starting with `what` (the key or command asking), naming what is missing and what was
+            expected: the campaign, a campaign kind that trains, the trial, a complete state.
+    """
+    name = source.name
+    if not source.params.is_file():
+        raise ParamsError(f"{what}: no campaign {name!r} (expected {source.params})")
+    if campaign_kind(source) == "generate":
+        raise ParamsError(
+            f"{what}: campaign {name!r} is a generate campaign, whose trials train no model; expected a "
+            "finetune or joint campaign"
+        )
+    if trial is None:
+        return
+    if trial not in read_trials(source):
+        raise ParamsError(f"{what}: campaign {name!r} has no trial {trial!r} ({source.trials})")
+    failure = read_yaml(source.failures, {}).get(trial)
+    state = "failed" if failure else (read_json(source.trial(trial).metrics) or {}).get("state", "running")
+    if state != "complete":
+        raise ParamsError(f"{what}: {name}/{trial} is not complete (state: {state}); expected a complete trial")
 
 
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
@@ -172,8 +215,9 @@ def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
     sections["trials"] = trials
     for key, entry in trials.items():  # a fine-tuning trial registered before `adapters` existed trains there
         sections["adapters"].setdefault(key, dict(entry))
-    for entry in sections["generations"].values():
-        entry.setdefault("model", generation_model(entry["campaign"], entry["trial"], "generate"))
+    for entry in sections["generations"].values():  # older entries: no `model`, or a joint trial's merged model
+        joint = str(entry.get("model", "")).endswith("/merged") or entry.get("adapter", "").endswith("/adapter")
+        entry.update(generation_inputs(entry["campaign"], entry["trial"], "joint" if joint else "generate"))
     return {"campaigns": registry.get("campaigns") or {}, **sections}
 
 
@@ -194,6 +238,9 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
     params = resolve_model_trial(load_params(params_file), root)
     paths = CampaignPaths(params.campaign.name, root)
     frozen = params.model_dump(mode="json")
+    if params.model.trial is not None:  # its merged checkpoint is built on demand, upstream of the base_model stage
+        name, trial = params.model.trial.split("/")
+        request_merge(CampaignPaths(name, root), trial, f"model.trial of {paths.name}")
     with records_lock(root):
         return _start(paths, params, frozen, params_file)
 
@@ -202,11 +249,13 @@ def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
     """The declaration with `model.trial` resolved to one complete trial of an earlier campaign that trains
     (`<campaign>@best`: the best trial its report names now), whose merged model becomes `model.checkpoint_dir`.
     The campaign is recorded with the resolved `<campaign>/<trial>`: its base model does not change when the
-    source campaign later finds a better trial (a recorded campaign resumes on the trial `@best` named then).
+    source campaign later finds a better trial (a recorded campaign resumes on the trial `@best` named then). The
+    merged model need not exist yet: `start_campaign` registers its merge_lora stage, which `dvc repro` runs
+    before the campaign's base_model stage that depends on it.
 
     Raises:
         ParamsError: naming `model.trial` and what is missing (the campaign, its report, the trial, a complete
-            state, a merged model).
+            state).
     """
     reference = params.model.trial
     if reference is None:
@@ -215,14 +264,7 @@ def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
     source = CampaignPaths(name, root)
     if name == params.campaign.name:
         raise ParamsError(f"model.trial: {reference!r} names this campaign; expected an earlier campaign")
-    if not source.params.is_file():
-        raise ParamsError(f"model.trial: no campaign {name!r} (expected {source.params})")
-    kind = campaign_kind(source)
-    if kind == "generate":
-        raise ParamsError(
-            f"model.trial: campaign {name!r} is a generate campaign, whose trials train no model; expected a "
-            "finetune or joint campaign"
-        )
+    check_mergeable(source, None, "model.trial")
     recorded = CampaignPaths(params.campaign.name, root).params
     if not trial and recorded.is_file():  # resuming: the trial `@best` named when the campaign started
         frozen = str((read_yaml(recorded, {}).get("model") or {}).get("trial") or "")
@@ -236,19 +278,8 @@ def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
                 "first, or name a trial (<campaign>/<trial>)"
             )
         trial = best["trial"]
-    if trial not in read_trials(source):
-        raise ParamsError(f"model.trial: campaign {name!r} has no trial {trial!r} ({source.trials})")
-    state = (read_json(source.trial(trial).metrics) or {}).get("state", "running")
-    if state != "complete" or trial in read_yaml(source.failures, {}):
-        raise ParamsError(f"model.trial: {name}/{trial} is not complete (state: {state}); expected a complete trial")
+    check_mergeable(source, trial, "model.trial")
     resolved = f"{name}/{trial}"
-    try:
-        check_checkpoint(root / merged_model(resolved))
-    except CheckpointError:
-        raise ParamsError(
-            f"model.trial: {resolved}'s merged model {merged_model(resolved)} is missing or incomplete; expected a "
-            f"litgpt checkpoint: rebuild it (dvc repro merge_lora@{stage_key(name, trial)}) or fetch it (dvc pull)"
-        ) from None
     model = params.model.model_copy(update={"trial": resolved, "checkpoint_dir": merged_model(resolved)})
     return params.model_copy(update={"model": model})
 

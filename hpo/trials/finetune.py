@@ -1,4 +1,7 @@
-"""The fine-tuning trial kind: train_lora → merge_lora → score.
+"""The fine-tuning trial kind: train_lora → score (the adapter on the base model, merged in memory).
+
+A trial records its adapter; the merge_lora stage writes a merged checkpoint only for a trial that needs one (the
+campaign's best, a trial another campaign starts from, an export: `hpo.record.records.request_merge`).
 
 A trial kind names its DVC stages (dvc.yaml names) in the order a trial runs them. The package never imports the
 stage modules (dependencies point one way: `stages/` and `flows/` use `hpo`): the flow hands the worker each
@@ -15,7 +18,7 @@ from typing import Any
 from hpo.config import Params
 from hpo.trials import cache
 
-STAGES = ("train_lora", "merge_lora", "score")
+STAGES = ("train_lora", "score")
 
 
 def progress_total(params: Params, values: dict[str, Any]) -> int | None:

@@ -1,8 +1,8 @@
-"""The joint trial kind: train_lora → merge_lora → generate, LoRA and generation hyperparameters searched together.
+"""The joint trial kind: train_lora → generate, LoRA and generation hyperparameters searched together.
 
-The trial fine-tunes and merges as a fine-tuning trial does, then samples and scores with its own generation
-settings on its own merged model (the generate stage's `model` in the registry), so the objective is the
-generation utility of the pair (adapter, settings).
+The trial fine-tunes as a fine-tuning trial does, then samples and scores with its own generation settings on the
+base model with its own adapter merged in memory (the generate stage's `model` and `adapter` in the registry), so
+the objective is the generation utility of the pair (adapter, settings).
 """
 
 from __future__ import annotations
@@ -12,5 +12,5 @@ from hpo.trials.finetune import progress_total, warm_up
 
 __all__ = ["STAGES", "progress_total", "warm_up"]
 
-# the fine-tuning kind's training and merge, then the generation kind's stage
+# the fine-tuning kind's training, then the generation kind's stage
 STAGES = tuple(name for name in finetune.STAGES if name != "score") + generation.STAGES
