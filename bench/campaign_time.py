@@ -50,20 +50,20 @@ def main() -> None:
     print(f"campaign {paths.name} in {ws}")
     if total is not None:
         print(f"total wall time (flow process, Prefect start-up included): {total:.1f} s = {total / 60:.2f} min")
-    header = f"{'trial':>6} {'wall':>7} {'train':>7} {'merge':>7} {'score':>7} {'overhead':>9}"
+    header = f"{'trial':>6} {'wall':>7} {'train':>7} {'score':>7} {'commit':>7} {'overhead':>9}"
     print(header)
     overheads, walls = [], []
     for t in study.trials:
         stages = t.user_attrs.get("stage_seconds") or {}
         wall = t.user_attrs.get("wall_seconds")
-        if not wall or len(stages) != 3:
+        if not wall or not {"train_lora", "score"} <= set(stages):
             continue
         overhead = wall - sum(stages.values())
         overheads.append(overhead)
         walls.append(wall)
         print(
-            f"{t.user_attrs['trial_id']:>6} {wall:7.1f} {stages['train_lora']:7.1f} {stages['merge_lora']:7.1f} "
-            f"{stages['score']:7.1f} {overhead:9.2f}"
+            f"{t.user_attrs['trial_id']:>6} {wall:7.1f} {stages['train_lora']:7.1f} {stages['score']:7.1f} "
+            f"{stages.get('dvc_commit', float('nan')):7.1f} {overhead:9.2f}"
         )
     if walls:
         print(

@@ -1,6 +1,6 @@
 """Benchmark: a generation campaign against a grid search as llmsearch does it, over the same values.
 
-    python bench/generation_grid.py --checkpoint campaigns/default/trials/t003/merged   # after `campaign run`
+    python bench/generation_grid.py --checkpoint campaigns/default/merged/t003   # after `campaign run`
     python bench/generation_grid.py                       # fine-tunes a model first (one quick LoRA trial)
 
 (grid) scikit-learn's `GridSearchCV` over every combination of the values below, llmsearch's way: the model is an

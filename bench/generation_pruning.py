@@ -1,6 +1,6 @@
 """Benchmark: EcoOptiGen's pruning on vs off in a generation campaign, same seed, same configurations, same budget.
 
-    python bench/generation_pruning.py --checkpoint campaigns/default/trials/t003/merged   # after `campaign run`
+    python bench/generation_pruning.py --checkpoint campaigns/default/merged/t003   # after `campaign run`
     python bench/generation_pruning.py                       # fine-tunes a model first (one quick LoRA trial)
 
 Both runs are `campaign run` of `params.generation.yaml` in one fresh clone, with the random sampler (so both
@@ -57,7 +57,7 @@ def finetuned(ws: Path) -> str:
     raw["train"].update({"max_steps": 120, "lora_dropout": 0.0, "weight_decay": 0.001})
     (ws / "ft.yaml").write_text(yaml.safe_dump(raw))
     run(ws, ws / "ft.yaml")
-    return "campaigns/ft/trials/t000/merged"
+    return "campaigns/ft/merged/t000"
 
 
 def main() -> None:

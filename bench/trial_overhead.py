@@ -7,7 +7,7 @@ hand-written single-process loop (B), on the SAME trials (baseline + Latin-hyper
 (P) `campaign run` on a fresh clone: Prefect flow, warm Dask worker, DVC records (dvc.lock, cache).
 (A) what a user would type per trial: `litgpt finetune_lora --config …` (which also merges), then a scoring
     process (lm-eval's `simple_evaluate` through the project's litgpt `LM`, as `python -m stages.score` does).
-(B) one Python process calling the stage functions (`train_lora`, `merge_lora`, `score`) in a loop.
+(B) one Python process calling the stage functions (`train_lora`, `score` of the adapter) in a loop.
 All three use the same prebuilt base model (built once, untimed) and the trials P recorded (params, seeds, torch
 threads). A and B cannot prune or stop on a budget, so P runs with `campaign.pruner` and `campaign.stop_after`
 removed from the declaration (the default campaign prunes): every trial trains its full `train.max_steps` in all
@@ -134,7 +134,6 @@ def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
     from hpo.config import load_params
     from hpo.record.layout import TrialPaths
     from hpo.trials.cache import pin_threads
-    from stages.merge_lora import merge_lora
     from stages.score import score
     from stages.train_lora import train_lora
 
@@ -146,8 +145,7 @@ def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
         out = TrialPaths(out_root / trial)
         out.dir.mkdir(parents=True, exist_ok=True)
         train_lora(params.trial_train(record["params"]), base, campaign / "data", out, record["seeds"]["train"])
-        merge_lora(out.adapter, base, out.merged)
-        scored = score(out.merged, params.eval, campaign / "data/tasks", record["seeds"]["eval"])
+        scored = score(base, params.eval, campaign / "data/tasks", record["seeds"]["eval"], adapter=out.adapter)
         result[trial] = {"seconds": time.perf_counter() - began, "score": scored["score"]}
     print("RESULT " + json.dumps(result))
 

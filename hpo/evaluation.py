@@ -22,6 +22,7 @@ from typing import Any
 
 from hpo.checkpoint import merged_state
 from hpo.config import EvalSection, derive_seed
+from hpo.placement import Devices, placement
 from hpo.search.ecooptigen import Budget, check_on_growing_subsets, instance_cost
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
 from hpo.trials import cache
@@ -58,6 +59,7 @@ def make_lm(
     budget: Budget | None = None,
     prices: tuple[float, float] | None = None,
     adapter: Path | None = None,
+    precision: str = "32-true",
 ) -> Any:
     """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`, with a trial's LoRA adapter merged in.
 
@@ -74,6 +76,7 @@ def make_lm(
             (rule 2); when a subset is clearly over it, the rest is not sampled (`pruned_after`, `checks`).
         prices: per 1k input and output tokens: every cost (and the budget) in money; None: in tokens.
         adapter: a train_lora adapter folder trained on `checkpoint_dir`, or None for the checkpoint as it is.
+        precision: `train.precision`, which decides the evaluated model's device and dtype (`hpo.placement`).
     """
     import torch
     import torch.nn.functional as F
@@ -82,8 +85,8 @@ def make_lm(
     from lm_eval.api.model import LM
     from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    placed = placement(precision, Devices.visible())
+    device, dtype = torch.device(placed.device), getattr(torch, placed.eval_dtype)
 
     class LitGPTLM(LM):
         """litgpt's GPT behind lm-eval's loglikelihood / generate_until interface."""

@@ -57,7 +57,7 @@ def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: in
 
 def pointer_path(checkpoint_dir: Path) -> str:
     """How the pointer names the user's checkpoint: relative to the workspace when it lies inside it (another
-    campaign's merged trial, `campaigns/default/trials/t007/merged`), so a clone of the workspace records the same
+    campaign's merged trial, `campaigns/default/merged/t007`), so a clone of the workspace records the same
     bytes; absolute otherwise."""
     resolved = checkpoint_dir.resolve()
     try:

@@ -58,6 +58,7 @@ def generate(
     root: Path = Path("."),
     check_budget: bool = True,
     adapter: Path | None = None,
+    precision: str = "32-true",
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
     """Samples and scores the campaign's generate_until tasks with one trial's generation settings.
 
@@ -73,6 +74,7 @@ def generate(
             when rule 1 already knows the configuration's n is within budget.
         adapter: a joint trial's LoRA adapter, merged into `checkpoint_dir`'s weights in memory; None: the
             checkpoint as it is.
+        precision: `train.precision` (the sampling model's device and dtype: `hpo.placement`).
 
     Returns:
         The metrics (`score`: the utility, mean over tasks), one record per instance, and what this process
@@ -84,7 +86,8 @@ def generate(
         ValueError: a task that is not generate_until, or that reports no `eval.metric` per response.
     """
     budget = budget_of(settings) if check_budget else None
-    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget, prices_of(settings), adapter)
+    prices = prices_of(settings)
+    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget, prices, adapter, precision)
     tasks: dict[str, Any] = {}
 
     def configure(task: Any) -> None:
@@ -243,7 +246,10 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
             record["seeds"]["eval"],
             check_budget=decided.get("decision") != "valid",
             adapter=trial.adapter if params.campaign.trains else None,  # a joint trial samples with its own adapter
+            precision=(params.trial_train(record["params"]) if params.campaign.trains else params.train).precision,
         )
+    # a new file, never the old one rewritten in place: that may be a read-only hard link into DVC's cache
+    trial.responses.unlink(missing_ok=True)
     with trial.responses.open("w") as f:
         for line in records:
             f.write(json.dumps(line, sort_keys=True) + "\n")

@@ -37,6 +37,7 @@ def score(
     seed: int,
     root: Path = Path("."),
     adapter: Path | None = None,
+    precision: str = "32-true",
 ) -> dict[str, Any]:
     """Scores a checkpoint, with a LoRA adapter merged in, on the campaign's lm-eval tasks.
 
@@ -47,6 +48,7 @@ def score(
         seed: the evaluation seed; lm-eval's random, numpy, torch and few-shot seeds are all set from it.
         root: the workspace root, where lm-eval reads relative data paths from (the working directory under DVC).
         adapter: the trial's adapter folder (trained on `checkpoint_dir`), or None to score the checkpoint alone.
+        precision: the trial's `train.precision` (the evaluated model's device and dtype: `hpo.placement`).
 
     Returns:
         `{"score": ..., "tasks": {task: {metric: value, metric_stderr: value}}, "lm_eval": {...}}`; `lm_eval`
@@ -54,7 +56,7 @@ def score(
         (`inputs`: YAMLs and includes, data files, `!function` modules) and each hub dataset's path, name, revision
         and fingerprints (`datasets`).
     """
-    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, adapter=adapter)
+    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, adapter=adapter, precision=precision)
     results, inputs, datasets = evaluate(lm, evaluation, task_dir, seed, root)
     per_task: dict[str, dict[str, float | None]] = {}
     for task in evaluation.tasks:
@@ -97,7 +99,10 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
         result: dict[str, Any] = {"state": trained["state"], "reason": trained["reason"], "score": None}
     else:
         base = resolve_checkpoint(paths.base_model)
-        result = score(base, params.eval, paths.tasks, record["seeds"]["eval"], adapter=trial.adapter)
+        precision = params.trial_train(record["params"]).precision
+        result = score(
+            base, params.eval, paths.tasks, record["seeds"]["eval"], adapter=trial.adapter, precision=precision
+        )
     write_json(trial.metrics, result)
     return result
 

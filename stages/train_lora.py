@@ -24,6 +24,7 @@ from typing import Any
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import TrainSection
 from hpo.litgpt_cli import run_litgpt
+from hpo.placement import Devices, placement
 from hpo.record.layout import CampaignPaths, TrialPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.pruning import Stop, stop_for
@@ -37,7 +38,8 @@ def finetune_config(train: TrainSection, checkpoint_dir: Path, data_dir: Path, o
     return {
         "checkpoint_dir": str(checkpoint_dir),
         "out_dir": str(out_dir),
-        "precision": train.precision,
+        # on one device (litgpt's default `devices: 1`): cuda:0, the worker's own GPU, or the CPU (`hpo.placement`)
+        "precision": placement(train.precision, Devices.visible()).precision,
         "lora_r": train.lora_r,
         "lora_alpha": train.lora_alpha,
         "lora_dropout": train.lora_dropout,

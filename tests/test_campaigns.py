@@ -6,18 +6,20 @@ worker, DVC) and every test reads what they left.
 - `mo`: score and LoRA weights as objectives, training tokens capped (a constraint);
 - `ft` → `gen` → `jnt`: a fine-tuning trial taught to answer; a generation campaign on `ft@best` with an inference
   budget (EcoOptiGen's rules) and an optimisation budget; a joint campaign training on `ft/t000` and sampling
-  its own merged model;
+  with its own adapter;
 - `warm`: warm-started from `e2e`, stopped by a training-token budget after its first trial.
 
 Then: the record is complete and consistent (study, trials.yaml, dvc.lock, metrics, report, HTML), `dvc status`
 is clean and a no-op `dvc repro` runs nothing, `campaign run` again resumes without running a stage, trace and
-compare read it, and a clean clone's `dvc repro -f` rebuilds one trial of each kind and state byte for byte.
+compare read it, trials record adapters (only a campaign's best and an exported trial are merged), and a clean
+clone's `dvc repro -f` rebuilds one trial of each kind and state byte for byte.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import yaml
 
 from hpo.analysis.compare import compare
 from hpo.analysis.html_report import render
+from hpo.checkpoint import check_checkpoint
 from hpo.config import load_params
 from hpo.record.layout import CampaignPaths
 from hpo.record.study import open_study
@@ -127,6 +130,7 @@ def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: 
     assert [trials[t].params for t in ("t000", "t001")] == design, "design points run first"
     assert trials["t000"].user_attrs["data_hash"]
     rows = {r["trial"]: r for r in csv.DictReader((paths.report / "trials.csv").open())}
+    best = json.loads((paths.report / "best.json").read_text())
     for tid in E2E:
         out = paths.trial(tid)
         trained = json.loads(out.train_metrics.read_text())
@@ -141,17 +145,18 @@ def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: 
             assert trained["steps"] == decision["step"] == steps[-1] < MAX_STEPS
             assert trained["reason"] == f"pruned at step {decision['step']} of {MAX_STEPS} by {decision['by']}"
             assert rows[tid]["reason"] == trained["reason"] and metrics["score"] is None
-            assert (out.merged / "NOT_MERGED.json").is_file(), "nothing merged or scored"
+            assert not out.merged.exists(), "nothing merged or scored"
             # the loss the pruner saw is the trial's validation loss at that step, negated (the campaign maximises)
             assert trial.intermediate_values[steps[-1]] == pytest.approx(-trained["val_loss"], abs=1e-5)
         else:
             assert metrics["state"] == "complete" and 0.0 <= metrics["score"] <= 1.0
-            assert (out.merged / "lit_model.pth").is_file()
+            # a trial records its adapter; only the best is merged (the checkpoint best.json points at)
+            assert (out.merged / "lit_model.pth").is_file() == (tid == best["best"]["trial"])
             assert "pruned" not in records[tid] and trained["steps"] == MAX_STEPS
             if tid != "baseline":
                 steps = sorted(trials[tid].intermediate_values)
                 assert steps == list(range(INTERVAL, MAX_STEPS, INTERVAL)), "asked at every interval but the last"
-    best = json.loads((paths.report / "best.json").read_text())
+    assert best["artefacts"]["merged"] == str(CampaignPaths("e2e").trial(best["best"]["trial"]).merged)
     assert best["best"]["trial"] not in pruned and best["baseline_score"] is not None
     assert best["pruned"] == len(pruned)
     assert best["train_steps"] == sum(int(r["train_steps"]) for r in rows.values()) < MAX_STEPS * len(rows)
@@ -191,15 +196,19 @@ def test_trace_prints_lineage_and_finds_a_changed_artefact(ws: Path) -> None:
     assert record["hashes"]["adapter"]["md5"].endswith(".dir") and record["libraries"]["litgpt"] == "0.5.13"
     assert record["evaluation"]["padding_side"] == "right" and record["training"]["tokens_seen"] > 0
     assert set(states.values()) == {"ok"}
-    merged = ws / "campaigns/e2e/trials/t001/merged/lit_model.pth"
-    original = merged.read_bytes()
+    best = json.loads((ws / "campaigns/e2e/report/best.json").read_text())["best"]["trial"]
+    assert ("merged" in states) == (best == "t001"), "a merged model is an artefact of the trials merged"
+    _, _, best_states = trace(ws, "e2e", best)
+    assert best_states["merged"] == "ok"
+    adapter = ws / "campaigns/e2e/trials/t001/adapter/lit_model.pth.lora"
+    original = adapter.read_bytes()
     try:
-        merged.write_bytes(original[:-8] + b"\0" * 8)
+        adapter.write_bytes(original[:-8] + b"\0" * 8)
         done = campaign(ws, "trace", "e2e", "t001")
         assert done.returncode == 2
-        assert "t001: merged modified" in done.stderr
+        assert "t001: adapter modified" in done.stderr
     finally:
-        merged.write_bytes(original)
+        adapter.write_bytes(original)
 
 
 def test_rerun_resumes_without_rerunning(ws: Path, engines: Engines) -> None:
@@ -226,6 +235,36 @@ def test_an_adopted_trial_skips_the_stages_dvc_lock_records(ws: Path, monkeypatc
     log = (ws / "campaigns/e2e/logs/t001.log").read_text()
     assert all(f"Stage '{name}@e2e-t001' is recorded in dvc.lock and unchanged" in log for name in STAGES)
     assert (ws / "dvc.lock").read_text() == lock, "nothing to commit"
+
+
+def test_export_merges_a_trial_on_demand_and_refuses_what_has_no_model(ws: Path) -> None:
+    """`campaign export` of a complete trial that is not the best: DVC merges it (a registered merge_lora stage,
+    so the workspace stays clean and `dvc repro` rebuilds it), the copy is a litgpt checkpoint and the output says
+    how to load it; a pruned trial, an unknown one and a generation trial are refused in one line, exit 2, with
+    nothing written."""
+    paths = CampaignPaths("e2e", ws)
+    best = json.loads((paths.report / "best.json").read_text())["best"]["trial"]
+    states = {t: json.loads(paths.trial(t).metrics.read_text())["state"] for t in E2E}
+    trial = next(t for t in E2E if states[t] == "complete" and t != best)
+    pruned = next(t for t in E2E if states[t] == "pruned")
+    for args, expected in (
+        (("e2e", pruned), f"campaign export: e2e/{pruned} is not complete (state: pruned); expected a complete trial"),
+        (("e2e", "t999"), "campaign export: campaign 'e2e' has no trial 't999'"),
+        (("gen", "t000"), "campaign export: campaign 'gen' is a generate campaign, whose trials train no model"),
+    ):
+        done = campaign(ws, "export", *args, "--to", "refused")
+        assert done.returncode == 2 and done.stderr.startswith(f"error: {expected}"), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not (ws / "refused").exists()
+    assert not paths.trial(trial).merged.exists()
+    out = run_ok(ws, "export", "e2e", trial, "--to", "exported")
+    check_checkpoint(ws / "exported")
+    merged = paths.trial(trial).merged / "lit_model.pth"
+    assert (ws / "exported/lit_model.pth").read_bytes() == merged.read_bytes()
+    assert "litgpt generate exported" in out and "litgpt convert_from_litgpt exported" in out
+    registry = yaml.safe_load((ws / "campaigns/registry.yaml").read_text())
+    assert registry["merges"][f"e2e-{trial}"]["reason"] == "export"
+    assert "Data and pipelines are up to date." in dvc_out(ws, "status")
+    shutil.rmtree(ws / "exported")
 
 
 def test_a_multi_objective_campaign_with_a_constraint(ws: Path) -> None:
@@ -362,18 +401,21 @@ def test_joint_trials_train_then_generate_on_their_own_model(ws: Path) -> None:
     recorded = yaml.safe_load(paths.trials.read_text())
     assert sorted(recorded) == ["t000", "t001"]
     lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+    best_json = json.loads((paths.report / "best.json").read_text())
+    best = best_json["best"]["trial"]
     for trial in recorded:
         out = paths.trial(trial)
         metrics, trained = json.loads(out.metrics.read_text()), json.loads(out.train_metrics.read_text())
         assert metrics["state"] == "complete" and 0.0 <= metrics["score"] <= 1.0
-        assert trained["tokens"] > 0 and (out.merged / "lit_model.pth").is_file()
+        assert trained["tokens"] > 0 and (out.merged / "lit_model.pth").is_file() == (trial == best)
         n = recorded[trial]["params"]["n"]
         assert metrics["generation"]["n"] == n and metrics["generation"]["temperature"] == pytest.approx(
             recorded[trial]["params"]["temperature"]
         )
         assert all(len(json.loads(x)["responses"]) == n for x in out.responses.read_text().splitlines())
         deps = [d["path"] for d in lock[f"generate@jnt-{trial}"]["deps"]]
-        assert f"campaigns/jnt/trials/{trial}/merged" in deps and "campaigns/jnt/base_model" not in deps
+        assert {f"campaigns/jnt/trials/{trial}/adapter", "campaigns/jnt/base_model"} <= set(deps)
+        assert f"campaigns/jnt/merged/{trial}" not in deps, "sampled with the adapter merged in memory"
         assert f"score@jnt-{trial}" not in lock  # a joint trial's score is its generation's
     with (paths.report / "trials.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -381,11 +423,11 @@ def test_joint_trials_train_then_generate_on_their_own_model(ws: Path) -> None:
     _, manifest, states = trace(ws, "jnt", "t001")
     assert manifest["training"]["max_steps"] == 16 and manifest["generation"]["cost"]["total_tokens"] > 0
     assert manifest["base_model_from"]["trial"] == "t000" and manifest["base_model_from"]["campaign"] == "ft"
+    merged = ("merged",) if best == "t001" else ()
     assert states == dict.fromkeys(
-        ("data", "base_model", "adapter", "train_metrics", "merged", "responses", "metrics", "eval_inputs"), "ok"
+        ("data", "base_model", "adapter", "train_metrics", *merged, "responses", "metrics", "eval_inputs"), "ok"
     )
-    best = json.loads((paths.report / "best.json").read_text())
-    assert set(best["artefacts"]) == {"adapter", "merged", "responses", "metrics"}
+    assert set(best_json["artefacts"]) == {"adapter", "merged", "responses", "metrics"}
 
 
 # --- warm start and a training budget; compare -------------------------------------------------------------------
@@ -464,12 +506,13 @@ def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(w
     assert (clone / "campaigns/e2e/trials/t001/metrics.json").is_file()
     out = dvc_out(clone, "repro", "-f", *targets)
     assert f"Running stage 'train_lora@e2e-{pruned}'" in out and "Running stage 'base_model@e2e'" in out
-    assert out.index("Running stage 'merge_lora@ft-t000'") < out.index("Running stage 'generate@gen-t000'")
-    assert out.index("Running stage 'merge_lora@jnt-t001'") < out.index("Running stage 'generate@jnt-t001'")
+    assert out.index("Running stage 'merge_lora@ft-t000'") < out.index("Running stage 'base_model@gen'")
+    assert "merge_lora@e2e" not in out and "merge_lora@jnt" not in out, "a trial's score needs no merged model"
     assert git(clone, "status", "--porcelain") == "", git(clone, "diff", "--stat")
     for path in (
         f"campaigns/e2e/trials/{pruned}/adapter/lit_model.pth.lora",
-        "campaigns/e2e/trials/t001/merged/lit_model.pth",
+        "campaigns/e2e/trials/t001/adapter/lit_model.pth.lora",
+        "campaigns/ft/merged/t000/lit_model.pth",
         "campaigns/gen/trials/t000/responses.jsonl",
         f"campaigns/gen/trials/{gen_pruned}/responses.jsonl",
         "campaigns/jnt/trials/t001/responses.jsonl",

@@ -343,7 +343,7 @@ def test_joint_trial_settings_split_between_training_and_generation() -> None:
 
 def test_a_named_trial_is_the_base_model(tmp_path: Path) -> None:
     params = load_params(_with(tmp_path, {"model.trial": "default/t007"}, base="params.generation.yaml"))
-    assert params.model.checkpoint_dir == Path("campaigns/default/trials/t007/merged")
+    assert params.model.checkpoint_dir == Path("campaigns/default/merged/t007")
     # the frozen record (both keys, consistent) loads again
     frozen = tmp_path / "frozen.yaml"
     frozen.write_text(yaml.safe_dump(params.model_dump(mode="json")))

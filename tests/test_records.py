@@ -114,7 +114,7 @@ def _source_campaign(root: Path, kind: str = "finetune") -> None:
         paths.trial(trial).dir.mkdir(parents=True)
         paths.trial(trial).metrics.write_text('{"state": "complete", "score": 0.5}')
     for trial in ("t000", "t003"):
-        paths.trial(trial).merged.mkdir()
+        paths.trial(trial).merged.mkdir(parents=True)
         for name in (*REQUIRED_FILES, "tokenizer.json"):
             (paths.trial(trial).merged / name).write_text("")
     paths.report.mkdir(parents=True)
@@ -145,7 +145,7 @@ def test_a_model_trial_resolves_to_one_complete_trial(tmp_path: Path, reference:
     if "/" in expected and " " not in expected:
         resolved = resolve_model_trial(params, tmp_path)
         assert resolved.model.trial == expected
-        assert resolved.model.checkpoint_dir == Path(f"campaigns/{expected.replace('/', '/trials/')}/merged")
+        assert resolved.model.checkpoint_dir == Path(f"campaigns/{expected.replace('/', '/merged/')}")
         return
     with pytest.raises(ParamsError) as err:
         resolve_model_trial(params, tmp_path)

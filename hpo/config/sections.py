@@ -327,6 +327,9 @@ class ModelSection(_Section):
                 raise ValueError(f"trial {raw['trial']!r} and checkpoint_dir {given} are both set; expected one")
             return raw
         derived = merged_model(raw["trial"])
+        campaign, trial = raw["trial"].split("/")
+        if given is not None and Path(given) == CampaignPaths(campaign).trial(trial).dir / "merged":
+            return raw  # frozen by a campaign recorded when merged models lived in the trial's folder
         if given is not None and Path(given) != derived:
             raise ValueError(
                 f"trial {raw['trial']!r} and checkpoint_dir {given} are both set; expected one (that trial's model "

@@ -49,6 +49,7 @@ COSTS = (
     "ran_on",
     "worker_loads",
     "worker_rss_mb",
+    "worker_peak_rss_mb",
     "gpus",  # the GPUs the trial's worker used (campaign.stop_after.gpu_hours)
     "sampled_tokens",  # generation trials: response tokens sampled in this run
     "reused_responses",  # and responses reused from the worker's earlier trials (EcoOptiGen's rule 3)

@@ -11,7 +11,9 @@ campaigns/<name>/study.journal    the Optuna study (JournalStorage)
 campaigns/<name>/data/            train/val/eval splits and the lm-eval task folder (prepare_data)
 campaigns/<name>/base_model/      the base checkpoint, or a pointer to the user's (base_model)
 campaigns/<name>/design.json      the Latin-hypercube points (design)
-campaigns/<name>/trials/<id>/     adapter/, merged/, train.json, loss.csv, metrics.json; responses.jsonl (generation)
+campaigns/<name>/trials/<id>/     adapter/, train.json, loss.csv, metrics.json; responses.jsonl (generation)
+campaigns/<name>/merged/<id>/     a trial's merged checkpoint, only for the trials merged on demand (merge_lora):
+                                  outside trials/, which the report stage depends on
 campaigns/<name>/report/          trials.csv, best.json, history.png (report)
 ```
 """
@@ -108,7 +110,9 @@ class TrialPaths:
 
     @property
     def merged(self) -> Path:
-        return self.dir / "merged"
+        """`<campaign>/merged/<id>`: beside the trials, not in the trial's folder (the report stage depends on
+        `trials/`, which a merge after the report must leave unchanged)."""
+        return self.dir.parent.parent / "merged" / self.dir.name
 
     @property
     def train_metrics(self) -> Path:

@@ -144,7 +144,9 @@ def run_trial(
         _unless_cancelled("before its dvc commit")
         if ran:
             print(f"Recording {trial} with dvc commit of its stages", flush=True)
+            began = time.perf_counter()
             commit(ran)
+            seconds["dvc_commit"] = round(time.perf_counter() - began, 3)  # hashing and caching its outputs
     metrics = json.loads(paths.trial(trial).metrics.read_text())
     metrics["wall_seconds"] = round(time.perf_counter() - start, 3)
     metrics["stage_seconds"] = seconds
@@ -152,6 +154,7 @@ def run_trial(
     metrics["interrupted"] = interrupted
     metrics["worker_loads"] = dict(cache.loads)  # what this worker has built so far (base model: once)
     metrics["worker_rss_mb"] = round(psutil.Process().memory_info().rss / 2**20, 1)  # after the trial's release
+    metrics["worker_peak_rss_mb"] = peak_rss_mb()  # the most the worker has held so far (its trials included)
     metrics["gpus"] = _gpus()
     return {**metrics, **spent}
 
@@ -176,12 +179,22 @@ def _unless_cancelled(where: str) -> None:
         raise TrialCancelled(f"cancelled {where}")
 
 
-def _gpus() -> int:
-    """The GPUs this worker's trials compute on: one when torch sees any (litgpt trains on one device per trial;
-    dask-cuda shows each worker every GPU, its own first), else none."""
-    import torch
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory so far, in MiB (Linux's ru_maxrss, in KiB; None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import resource
 
-    return 1 if torch.cuda.is_available() and torch.cuda.device_count() else 0
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _gpus() -> int:
+    """The GPUs this worker's trials compute on: one when torch sees any (`hpo.placement`: a trial computes on
+    cuda:0, the first GPU of the worker's CUDA_VISIBLE_DEVICES, which dask-cuda sets to the worker's own), else
+    none."""
+    from hpo.placement import Devices
+
+    return 1 if Devices.visible().cuda else 0
 
 
 @contextmanager
