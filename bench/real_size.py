@@ -170,11 +170,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--params", default="params.smollm.yaml")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--base", type=Path, help="a base model built by an earlier run (its work folder's base/)")
     args = parser.parse_args()
     params = yaml.safe_load((ROOT / args.params).read_text())
     work = Path(tempfile.mkdtemp(prefix="bench-real-size-"))
     try:
-        base = build_base(work, params)
+        base = args.base.resolve() if args.base else build_base(work, params)
         p_total, campaign = run_p(work, params, base, args.trials)
         ws = campaign.parent.parent
         p = p_trials(ws, campaign)

@@ -97,9 +97,9 @@ class CampaignSection(_Section):
     n_init: int = Field(ge=0, description="Latin-hypercube design points, run first")
     kind: Literal["finetune", "generate", "joint"] = Field(
         default="finetune",
-        description="what a trial is: finetune (train_lora → merge_lora → score), generate (sample and score in "
-        "one stage, on the base model) or joint (train_lora → merge_lora → generate on the trial's own model, "
-        "LoRA and generation settings searched together)",
+        description="what a trial is: finetune (train_lora → score of the adapter on the base model), generate "
+        "(sample and score in one stage, on the base model) or joint (train_lora → generate with the trial's own "
+        "adapter, LoRA and generation settings searched together)",
     )
     sampler: Literal["tpe", "gp", "skopt", "random", "qmc"] = Field(
         default="gp",
