@@ -8,7 +8,8 @@ hand-written single-process loop (B), on the SAME trials, pruner off.
     trains its LoRA adapter and scores it on the base model merged in memory; the campaign merges only its best
     trial at the end (a DVC stage), so best.json points at a usable checkpoint.
 (B) one Python process calling the stage functions in a loop: `train_lora`, then `score` of the adapter on the base
-    model; then `merge_lora` of the best trial once, as P does.
+    model; then `merge_lora` of the best trial once, as P does. It imports what P's warm worker imports before its
+    first trial (`hpo.trials.finetune.warm_up`) before it starts the clock.
 Both use the same prebuilt base model (built once with the base_model stage's function, untimed) and the trials P
 recorded (params, seeds, torch threads). Their scores must be identical trial by trial (bench/agree.py: exit 1
 before any ratio otherwise).
@@ -119,11 +120,13 @@ def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
     from hpo.config import load_params
     from hpo.record.layout import TrialPaths
     from hpo.trials.cache import pin_threads
+    from hpo.trials.finetune import warm_up
     from hpo.trials.worker import peak_rss_mb
     from stages.merge_lora import merge_lora
     from stages.score import score
     from stages.train_lora import train_lora
 
+    warm_up()  # the imports P's worker makes before its first trial (litgpt's LoRA script, lm-eval), untimed
     params = load_params(campaign / "params.yaml")
     result: dict[str, dict] = {}
     for trial, record in trials_of(campaign).items():

@@ -95,11 +95,15 @@ def make_lm(
             super().__init__()
             config = Config.from_file(checkpoint_dir / "model_config.yaml")
             self.tokenizer = Tokenizer(checkpoint_dir)
-            with torch.device(device):
+            with torch.device("meta"):
                 model = GPT(config)
             weights = checkpoint_dir / "lit_model.pth"
             state = cache.base_state(weights)
-            model.load_state_dict(state if adapter is None else merged_state(adapter, state))
+            # The model's tensors are the cached base weights themselves (and the merged layers' own copies): no
+            # second copy of the model in memory. `.to` copies only where device or dtype differ (onto a GPU: the
+            # one copy there), and evaluation never writes to a weight.
+            model.load_state_dict(state if adapter is None else merged_state(adapter, state), assign=True)
+            model.cos, model.sin = model.rope_cache(device=device)  # not in a checkpoint: computed, as GPT() does
             self.model = model.to(device=device, dtype=dtype).eval()
             self.model.max_seq_length = config.block_size
             self.block_size = config.block_size
