@@ -106,7 +106,8 @@ Hugging Face transformers, through litgpt's converter:
           model = AutoModelForCausalLM.from_pretrained(
               "<the Hugging Face model of this architecture ({name})>",
               state_dict=torch.load("{checkpoint_dir}-hf/model.pth"))
-  (the project's tiny model has no published Hugging Face configuration: load that one with litgpt)"""
+  (a model the project built — the tiny default, `model.tiny.architecture` — has the project's own tokenizer and
+  vocabulary, which no published configuration has: load those with litgpt)"""
 
 
 def yaml_name(config_file: Path) -> str:
