@@ -238,11 +238,12 @@ def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignP
     params = resolve_model_trial(load_params(params_file), root)
     paths = CampaignPaths(params.campaign.name, root)
     frozen = params.model_dump(mode="json")
+    with records_lock(root):
+        started = _start(paths, params, frozen, params_file)
     if params.model.trial is not None:  # its merged checkpoint is built on demand, upstream of the base_model stage
         name, trial = params.model.trial.split("/")
         request_merge(CampaignPaths(name, root), trial, f"model.trial of {paths.name}")
-    with records_lock(root):
-        return _start(paths, params, frozen, params_file)
+    return started
 
 
 def resolve_model_trial(params: Params, root: Path = Path(".")) -> Params:
