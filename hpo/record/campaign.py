@@ -290,12 +290,8 @@ class Campaign:
         repro([f"report@{self.name}"], self.paths.dir / "logs" / "report.log", single_item=True)
         summary: dict[str, Any] = json.loads((self.paths.report / "best.json").read_text())
         if self.params.campaign.trains and summary.get("best"):  # best.json names a usable model: merge it
-            self.merge(summary["best"]["trial"], "best")
+            merge_trial(self.paths, summary["best"]["trial"], "best")
         return summary
-
-    def merge(self, trial: str, reason: str) -> Path:
-        """Builds a trial's merged checkpoint (`merge_trial`)."""
-        return merge_trial(self.paths, trial, reason)
 
 
 def merge_trial(paths: CampaignPaths, trial: str, reason: str) -> Path:
