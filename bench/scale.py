@@ -10,10 +10,12 @@ with `eval.limit: 10`, its budgets removed, on the default tiny base model (buil
 `model.checkpoint_dir`); `--kind finetune` is the default declaration with 4 training steps, `eval.limit: 10`,
 pruner and budgets removed. Printed, at trials 10, 100, 500 and 1,000 (those the run reaches; means over the 5
 trials around each): the worker's trial wall time, its stage seconds (the stages themselves), its `dvc commit`, and
-the gap between finished trials; a trial's overhead is the gap minus its stage seconds (everything that is not the
-stage: the worker's record and the flow's ask, record, tell, lineage, Prefect). Then the seconds of `dvc status`, a
+the gap between finished trials, and the flow's share of it (the gap minus the worker's wall); a trial's overhead is
+the gap minus its stage seconds (everything that is not the stage: the worker's record and the flow's ask, record,
+tell, lineage, Prefect). Then the seconds of `dvc status`, a
 no-op `dvc repro`, `campaign status`, `campaign report` (HTML), `campaign trace` of a middle trial and `campaign
-compare`, and the sizes of the record files. Last line: `overhead@<N>/overhead@10 <x>  overhead@<N> <y> s  slowest
+compare`, and the sizes of the files every trial writes to (root dvc.lock, registry, study journal) and of
+one trial's own record files. Last line: `overhead@<N>/overhead@10 <x>  overhead@<N> <y> s  slowest
 command <z> s` (N = 1000 for a full run).
 Goals (issue 20, 2-core CPU, one worker): overhead at trial 1,000 <= 1.1 x at trial 10 and <= 0.5 s; every command
 <= 5 s at 1,000 trials (the HTML report <= 15 s).
@@ -37,7 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 NAME = "scale"
 MARKS = (10, 100, 500, 1000)
-RECORD_FILES = ("dvc.lock", "campaigns/registry.yaml", "trials.yaml", "lineage.yaml", "study.journal")
+# Files every trial rewrites or appends to (the root ones, the study) and a trial's own files (the middle trial's).
+RECORD_FILES = ("dvc.lock", "campaigns/registry.yaml", "study.journal")
+TRIAL_FILES = ("trial.yaml", "dvc.yaml", "dvc.lock", "lineage.yaml")
 
 
 def declaration(kind: str, n: int, base: Path) -> dict:
@@ -61,7 +65,10 @@ def per_trial(ws: Path) -> list[dict[str, float]]:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    lineage = yaml.safe_load((ws / f"campaigns/{NAME}/lineage.yaml").read_text())
+    from hpo.record.layout import CampaignPaths
+    from hpo.record.records import read_lineage
+
+    lineage = read_lineage(CampaignPaths(NAME, ws))
     storage = JournalStorage(JournalFileBackend(str(ws / f"campaigns/{NAME}/study.journal")))
     study = optuna.load_study(study_name=optuna.study.get_all_study_names(storage)[0], storage=storage)
     done = sorted((t for t in study.trials if t.datetime_complete), key=lambda t: t.datetime_complete)
@@ -128,15 +135,20 @@ def main() -> None:
     marks = [k for k in MARKS if k <= len(rows)] or [len(rows)]
     if marks[-1] < min(args.trials, MARKS[-1]):
         marks.append(len(rows))
-    print(f"{'trial':>6} {'wall s':>7} {'stages':>7} {'commit':>7} {'gap':>7} {'overhead':>9}")
+    # flow: the gap minus the worker's wall (the flow's record, tell, ask, lineage and Prefect's task bookkeeping)
+    print(f"{'trial':>6} {'wall s':>7} {'stages':>7} {'commit':>7} {'flow':>7} {'gap':>7} {'overhead':>9}")
     overhead = {}
     for k in marks:
         r = around(rows, k)
         overhead[k] = r["gap"] - r["stages"]
-        print(f"{k:>6} {r['wall']:7.2f} {r['stages']:7.2f} {r['commit']:7.2f} {r['gap']:7.2f} {overhead[k]:9.2f}")
+        flow_s = r["gap"] - r["wall"]
+        print(
+            f"{k:>6} {r['wall']:7.2f} {r['stages']:7.2f} {r['commit']:7.2f} {flow_s:7.2f} {r['gap']:7.2f} "
+            f"{overhead[k]:9.2f}"
+        )
 
-    middle = yaml.safe_load((ws / f"campaigns/{NAME}/trials.yaml").read_text())
-    trial = sorted(middle)[len(middle) // 2]
+    ids = sorted(p.name for p in (ws / f"campaigns/{NAME}/trials").iterdir() if p.is_dir())
+    trial = ids[len(ids) // 2]
     cli = [sys.executable, "-m", "flows.cli"]
     commands = {
         "dvc status": [sys.executable, "-m", "dvc", "status"],
@@ -151,7 +163,10 @@ def main() -> None:
         print(f"{name:<32} {s:6.1f} s")
     for name in RECORD_FILES:
         path = ws / name if "/" in name or name == "dvc.lock" else ws / f"campaigns/{NAME}/{name}"
-        print(f"{str(path.relative_to(ws)):<32} {path.stat().st_size / 1024:8.0f} KiB")
+        print(f"{str(path.relative_to(ws)):<40} {path.stat().st_size / 1024:8.1f} KiB")
+    for name in TRIAL_FILES:
+        path = ws / f"campaigns/{NAME}/trials/{trial}/{name}"
+        print(f"{str(path.relative_to(ws)):<40} {path.stat().st_size / 1024:8.1f} KiB")
     last, first = marks[-1], marks[0]
     slowest = max(seconds.values())
     print(

@@ -17,7 +17,7 @@ from hpo.checkpoint import CheckpointError, check_checkpoint
 from hpo.config import UTILITIES, Params
 from hpo.data import TEMPLATES, DataError, read_records
 from hpo.record.layout import CampaignPaths
-from hpo.record.records import stage_key
+from hpo.record.records import trial_stage
 from hpo.tasks import task_dir_dep
 from hpo.textfile import TextFileError, read_text
 from hpo.utility import load_utility
@@ -61,7 +61,7 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
         if not (adapter / "lit_model.pth.lora").is_file():
             raise InputError(
                 f"model.trial: {params.model.trial}'s adapter {adapter} is missing; expected it on disk: rebuild it "
-                f"(dvc repro train_lora@{stage_key(campaign, trial)}) or fetch it (dvc pull)"
+                f"(dvc repro {trial_stage(CampaignPaths(campaign, root), trial, 'train_lora')}) or fetch it (dvc pull)"
             )
         check_checkpoint_limits(params, adapter)
     else:
@@ -84,7 +84,7 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
         except ValueError as err:
             raise InputError(str(err)) from None
     for name in params.campaign.warm_start.campaigns:
-        if not CampaignPaths(name, root).trials.is_file():
+        if not CampaignPaths(name, root).params.is_file():
             raise InputError(f"campaign.warm_start.campaigns: no campaign {name!r} under campaigns/")
 
 

@@ -175,11 +175,16 @@ def clean_clone(source: Path, clone: Path) -> Path:
     return clone
 
 
+def trial_stage(campaign: str, trial: str, name: str) -> str:
+    """How DVC (and the worker's log) names one of a trial's stages: its own dvc.yaml's stage."""
+    return f"campaigns/{campaign}/trials/{trial}/dvc.yaml:{name}"
+
+
 def stage_runs(ws: Path, campaign: str) -> dict[str, int]:
     """How many times each trial's train_lora was started, from the trials' logs."""
     runs: dict[str, int] = {}
     for log in sorted((ws / "campaigns" / campaign / "logs").glob("t*.log")):
-        runs[log.stem] = log.read_text().count(f"Running stage 'train_lora@{campaign}-{log.stem}'")
+        runs[log.stem] = log.read_text().count(f"Running stage '{trial_stage(campaign, log.stem, 'train_lora')}'")
     return runs
 
 

@@ -30,7 +30,7 @@ def write_campaign(
     params["campaign"].update(name=name, seed=seed, sampler=sampler, n_trials=n_trials)
     base = root / "campaigns" / name
     write_yaml(base / "params.yaml", params)
-    trials, lineage, failures = {}, {}, {}
+    failures = {}
     lock = yaml.safe_load((root / "dvc.lock").read_text()) if (root / "dvc.lock").is_file() else None
     lock = lock or {"schema": "2.0", "stages": {}}
     lock["stages"][f"prepare_data@{name}"] = {"outs": [{"path": f"campaigns/{name}/data", "md5": data_hash + ".dir"}]}
@@ -44,10 +44,10 @@ def write_campaign(
             "lora_dropout": rng.uniform(0, 0.5),
             "gradient_accumulation": rng.randint(1, 8),
         }
-        trials[tid] = {"params": values, "seeds": {"train": seed, "eval": seed}}
-        lineage[tid] = {"code": {"commit": "c" * 40, "dirty": False}, "data_hash": data_hash, "wall_seconds": 30.0}
-        out = base / "trials" / tid
-        out.mkdir(parents=True, exist_ok=True)
+        out = base / "trials" / tid  # each trial's own decision and lineage, as `hpo.record.records` writes them
+        write_yaml(out / "trial.yaml", {tid: {"params": values, "seeds": {"train": seed, "eval": seed}}})
+        lineage = {"code": {"commit": "c" * 40, "dirty": False}, "data_hash": data_hash, "wall_seconds": 30.0}
+        write_yaml(out / "lineage.yaml", lineage)
         tokens = 10000 * values["gradient_accumulation"]
         (out / "train.json").write_text(json.dumps({"state": "complete", "tokens": tokens}))
         if i < n_failed:
@@ -55,7 +55,6 @@ def write_campaign(
             continue
         score = 0.25 + 0.5 * math.exp(-((math.log10(values["learning_rate"]) + 2) ** 2))
         (out / "metrics.json").write_text(json.dumps({"state": "complete", "score": round(score, 6)}))
-    write_yaml(base / "trials.yaml", trials)
-    write_yaml(base / "lineage.yaml", lineage)
+    write_yaml(base / "trials.yaml", {})
     write_yaml(base / "failures.yaml", failures)
     write_yaml(root / "dvc.lock", lock)

@@ -9,10 +9,10 @@ worker, DVC) and every test reads what they left.
   with its own adapter;
 - `warm`: warm-started from `e2e`, stopped by a training-token budget after its first trial.
 
-Then: the record is complete and consistent (study, trials.yaml, dvc.lock, metrics, report, HTML), `dvc status`
-is clean and a no-op `dvc repro` runs nothing, `campaign run` again resumes without running a stage, trace and
-compare read it, trials record adapters (only a campaign's best and an exported trial are merged), and a clean
-clone's `dvc repro -f` rebuilds one trial of each kind and state byte for byte.
+Then: the record is complete and consistent (study, each trial's decision and dvc.lock, metrics, report, HTML),
+`dvc status` is clean and a no-op `dvc repro` runs nothing, `campaign run` again resumes without running a stage,
+trace and compare read it, trials record adapters (only a campaign's best and an exported trial are merged), and a
+clean clone's `dvc repro -f` rebuilds one trial of each kind and state byte for byte.
 """
 
 from __future__ import annotations
@@ -32,9 +32,22 @@ from hpo.analysis.html_report import render
 from hpo.checkpoint import check_checkpoint
 from hpo.config import load_params
 from hpo.record.layout import CampaignPaths
+from hpo.record.records import read_lineage, read_trials
 from hpo.record.study import open_study
 
-from .helpers import ROOT, Engines, campaign, clean_clone, declare, dvc_out, git, make_workspace, run_ok, trace
+from .helpers import (
+    ROOT,
+    Engines,
+    campaign,
+    clean_clone,
+    declare,
+    dvc_out,
+    git,
+    make_workspace,
+    run_ok,
+    trace,
+    trial_stage,
+)
 
 pytestmark = pytest.mark.slow(weight=10)
 
@@ -119,7 +132,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path, engines: Engin
 
 def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: Path) -> None:
     paths = CampaignPaths("e2e", ws)
-    records = yaml.safe_load(paths.trials.read_text())
+    records = read_trials(paths)
     study = open_study(paths, load_params(paths.params))
     trials = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
     assert sorted(records) == list(E2E) and sorted(trials) == list(E2E[1:])
@@ -229,12 +242,12 @@ def test_an_adopted_trial_skips_the_stages_dvc_lock_records(ws: Path, monkeypatc
 
     monkeypatch.chdir(ws)  # (the worker works in the workspace; put back afterwards)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    lock = (ws / "dvc.lock").read_text()
+    lock = (ws / "campaigns/e2e/trials/t001/dvc.lock").read_text()
     metrics = run_trial(str(ws), "e2e", "t001", "adopted", dict.fromkeys(STAGES, never), adopted=True)
     assert metrics["state"] == "complete" and metrics["stage_seconds"] == {}
     log = (ws / "campaigns/e2e/logs/t001.log").read_text()
-    assert all(f"Stage '{name}@e2e-t001' is recorded in dvc.lock and unchanged" in log for name in STAGES)
-    assert (ws / "dvc.lock").read_text() == lock, "nothing to commit"
+    assert all(f"Stage '{trial_stage('e2e', 't001', n)}' is recorded in dvc.lock and unchanged" in log for n in STAGES)
+    assert (ws / "campaigns/e2e/trials/t001/dvc.lock").read_text() == lock, "nothing to commit"
 
 
 def test_export_merges_a_trial_on_demand_and_refuses_what_has_no_model(ws: Path) -> None:
@@ -275,7 +288,7 @@ def test_a_multi_objective_campaign_with_a_constraint(ws: Path) -> None:
     study = open_study(paths, load_params(paths.params))
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
     rows = {r["trial"]: r for r in csv.DictReader((paths.report / "trials.csv").open())}
-    lineage = yaml.safe_load(paths.lineage.read_text())
+    lineage = read_lineage(paths)
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         tid = t.user_attrs["trial_id"]
         trained = json.loads(paths.trial(tid).train_metrics.read_text())
@@ -312,7 +325,7 @@ def test_a_multi_objective_campaign_with_a_constraint(ws: Path) -> None:
 def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_proposing(ws: Path) -> None:
     paths = CampaignPaths("gen", ws)
     params = load_params(paths.params)
-    recorded = yaml.safe_load(paths.trials.read_text())  # baseline, t000, t001, … in the order they ran
+    recorded = read_trials(paths)  # baseline, t000, t001, … in the order they ran
     ran = sorted(recorded)
     states = {}
     for trial in ran:
@@ -387,7 +400,7 @@ def test_trace_shows_generation_settings_hashes_and_the_base_models_trial(ws: Pa
     _, manifest, states = trace(ws, "gen", "baseline")
     assert manifest["generation"]["cost"]["total_tokens"] > 0 and manifest["generation"]["seed"] is not None
     assert manifest["hashes"]["responses"]["md5"]
-    assert manifest["hashes"]["responses"]["stage"] == "generate@gen-baseline"
+    assert manifest["hashes"]["responses"]["stage"] == trial_stage("gen", "baseline", "generate")
     assert states == {"data": "ok", "base_model": "ok", "responses": "ok", "metrics": "ok", "eval_inputs": "ok"}
     # `model.trial: ft@best` was recorded as the trial it named then, whose own lineage the trace carries
     assert load_params(CampaignPaths("gen", ws).params).model.trial == "ft/t000"
@@ -398,9 +411,8 @@ def test_trace_shows_generation_settings_hashes_and_the_base_models_trial(ws: Pa
 
 def test_joint_trials_train_then_generate_on_their_own_model(ws: Path) -> None:
     paths = CampaignPaths("jnt", ws)
-    recorded = yaml.safe_load(paths.trials.read_text())
+    recorded = read_trials(paths)
     assert sorted(recorded) == ["t000", "t001"]
-    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
     best_json = json.loads((paths.report / "best.json").read_text())
     best = best_json["best"]["trial"]
     for trial in recorded:
@@ -413,10 +425,11 @@ def test_joint_trials_train_then_generate_on_their_own_model(ws: Path) -> None:
             recorded[trial]["params"]["temperature"]
         )
         assert all(len(json.loads(x)["responses"]) == n for x in out.responses.read_text().splitlines())
-        deps = [d["path"] for d in lock[f"generate@jnt-{trial}"]["deps"]]
+        lock = yaml.safe_load(out.lock.read_text())["stages"]  # the trial's own stages, as DVC recorded them
+        deps = [d["path"] for d in lock["generate"]["deps"]]
         assert {f"campaigns/jnt/trials/{trial}/adapter", "campaigns/jnt/base_model"} <= set(deps)
         assert f"campaigns/jnt/merged/{trial}" not in deps, "sampled with the adapter merged in memory"
-        assert f"score@jnt-{trial}" not in lock  # a joint trial's score is its generation's
+        assert sorted(lock) == ["generate", "train_lora"]  # a joint trial's score is its generation's
     with (paths.report / "trials.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {"train_tokens", "val_loss", "gen_tokens", "params.learning_rate", "params.n"} <= set(rows[0])
@@ -488,24 +501,25 @@ def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(w
     rule-2-pruned generation trial (on the fine-tuning trial it names, rebuilt first) and a joint trial;
     afterwards `git status` shows nothing changed (metrics, losses, responses and dvc.lock — so every weight file's
     hash — are byte-identical) and no wall time leaks into a versioned file."""
-    records = {c: yaml.safe_load((ws / f"campaigns/{c}/trials.yaml").read_text()) for c in ("e2e", "gen")}
+    records = {c: read_trials(CampaignPaths(c, ws)) for c in ("e2e", "gen")}
     pruned = next(t for t in records["e2e"] if "pruned" in records["e2e"][t])
     gen_states = {
         t: json.loads((ws / f"campaigns/gen/trials/{t}/metrics.json").read_text())["state"] for t in records["gen"]
     }
     gen_pruned = next(t for t, s in gen_states.items() if s == "pruned")
     targets = [
-        "score@e2e-t001",
-        f"score@e2e-{pruned}",
-        "generate@gen-t000",
-        f"generate@gen-{gen_pruned}",
-        "generate@jnt-t001",
+        trial_stage("e2e", "t001", "score"),
+        trial_stage("e2e", pruned, "score"),
+        trial_stage("gen", "t000", "generate"),
+        trial_stage("gen", gen_pruned, "generate"),
+        trial_stage("jnt", "t001", "generate"),
     ]
     clone = clean_clone(ws, tmp_path / "clone")
     assert not (clone / "campaigns/e2e/trials/t001/adapter").exists()
     assert (clone / "campaigns/e2e/trials/t001/metrics.json").is_file()
     out = dvc_out(clone, "repro", "-f", *targets)
-    assert f"Running stage 'train_lora@e2e-{pruned}'" in out and "Running stage 'base_model@e2e'" in out
+    assert f"Running stage '{trial_stage('e2e', pruned, 'train_lora')}'" in out
+    assert "Running stage 'base_model@e2e'" in out
     assert out.index("Running stage 'merge_lora@ft-t000'") < out.index("Running stage 'base_model@gen'")
     assert "merge_lora@e2e" not in out and "merge_lora@jnt" not in out, "a trial's score needs no merged model"
     assert git(clone, "status", "--porcelain") == "", git(clone, "diff", "--stat")

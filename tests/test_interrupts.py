@@ -29,9 +29,22 @@ from distributed import Client
 from hpo.config import load_params
 from hpo.record.files import read_yaml
 from hpo.record.layout import CampaignPaths
+from hpo.record.records import read_lineage
 from hpo.record.study import open_study
 
-from .helpers import Engines, campaign, declare, dvc_out, env, make_workspace, run_ok, stage_runs, start, wait_for
+from .helpers import (
+    Engines,
+    campaign,
+    declare,
+    dvc_out,
+    env,
+    make_workspace,
+    run_ok,
+    stage_runs,
+    start,
+    trial_stage,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow(weight=8)
 
@@ -157,9 +170,8 @@ def test_signals_at_four_moments_stop_cleanly_then_resume_gives_the_same_campaig
     _assert_clean_stop(stopped, signal.SIGINT, at_once=True)
     assert "SIGINT again: stopping at once" in stopped.out
 
-    stopped = _stop_at(
-        ws, "t001 scoring", lambda: f"Running stage 'score@{NAME}-t001'" in _log(ws, "t001.log"), "SIGKILL group"
-    )
+    scoring = f"Running stage '{trial_stage(NAME, 't001', 'score')}'"
+    stopped = _stop_at(ws, "t001 scoring", lambda: scoring in _log(ws, "t001.log"), "SIGKILL group")
     assert stopped.returncode == -signal.SIGKILL and stopped.left == []
 
     run_ok(ws, "run", "--params", f"{NAME}.yaml")
@@ -168,7 +180,7 @@ def test_signals_at_four_moments_stop_cleanly_then_resume_gives_the_same_campaig
     study = open_study(paths, load_params(paths.params))
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 2, "interrupted trials are not failures of their config"
-    lineage = read_yaml(paths.lineage, {})
+    lineage = read_lineage(paths)
     assert not any("stopped" in entry for entry in lineage.values()), "a trial that ran again is no longer stopped"
     assert lineage["t001"]["interrupted"] == 2, "stopped twice while it ran, then run again"
     runs = stage_runs(ws, NAME)
@@ -193,7 +205,7 @@ def test_a_stopped_campaign_leaves_the_workers_of_its_scheduler_running(
         assert set(client.scheduler_info()["workers"]) == workers, "the scheduler's workers are not the campaign's"
     run_ok(ws, "run", "--params", f"{NAME}.yaml", extra_env=engines.env)
     paths = CampaignPaths(NAME, ws)
-    assert read_yaml(paths.lineage, {})["t000"]["interrupted"] == 1
+    assert read_lineage(paths)["t000"]["interrupted"] == 1
     assert [json.loads(paths.trial(t).metrics.read_text())["state"] for t in ("t000", "t001")] == ["complete"] * 2
     assert "Data and pipelines are up to date." in dvc_out(ws, "status")
 
@@ -245,7 +257,7 @@ def test_worker_killed_mid_trial_is_interrupted_and_rerun_elsewhere(
     starts = [line.split() for line in attempts.read_text().splitlines()]
     assert len(starts) == 2 and starts[0][0] == starts[1][0], "the same submission, run twice"
     assert starts[0][1] == victim and starts[1][1] != victim, "the second attempt ran on the other worker"
-    lineage = read_yaml(paths.lineage, {})
+    lineage = read_lineage(paths)
     assert lineage["t000"]["interrupted"] == 1 and lineage["t000"]["ran_on"] == starts[1][1]
     assert read_yaml(paths.failures, {}) == {}
     assert json.loads(paths.trial("t000").metrics.read_text())["state"] == "complete"

@@ -33,6 +33,7 @@ def test_recorded_floats_survive_dvc_lock_rewrites(tmp_path: Path) -> None:
 
     paths = CampaignPaths("c", tmp_path)
     paths.dir.mkdir(parents=True)
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())  # the trial stages' templates
     for i, v in enumerate(drifted):
         record_trial(paths, f"t{i:03d}", {"learning_rate": v, "lora_r": 8}, {"train": 1}, 2)
     recorded = read_trials(paths)

@@ -159,9 +159,9 @@ def test_campaign_on_a_user_task_folder_records_every_input(topics: Path) -> Non
     assert recorded == {f"{FOLDER}/{name}": sha256(ws / FOLDER / name) for name in FILES}
     assert metrics["lm_eval"]["versions"] == {"topic_gen": 2.0, "topic_mc": 1.0}
     assert metrics["lm_eval"]["datasets"] == {}
-    entry = yaml.safe_load((ws / "campaigns/registry.yaml").read_text())["trials"]["topics-t000"]
-    assert entry == {"campaign": "topics", "trial": "t000", "task_dir": FOLDER}
-    deps = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]["score@topics-t000"]["deps"]
+    own = ws / "campaigns/topics/trials/t000"  # the trial's own stages: its score depends on the task folder
+    assert FOLDER in yaml.safe_load((own / "dvc.yaml").read_text())["stages"]["score"]["deps"]
+    deps = yaml.safe_load((own / "dvc.lock").read_text())["stages"]["score"]["deps"]
     assert any(d["path"] == FOLDER and d["md5"].endswith(".dir") for d in deps)
     assert not list((ws / FOLDER).rglob("__pycache__"))
     assert "Data and pipelines are up to date." in dvc(ws, "status").stdout

@@ -2,7 +2,7 @@
 
 A campaign is named `NAME` (the working tree) or `NAME@REV` (the campaign as committed at a git revision, read
 with `git show`, so `default@main` against `default` compares a campaign across revisions). Everything is read
-from the campaign's versioned record — frozen params, `trials.yaml`, every trial's `train.json` and
+from the campaign's versioned record — frozen params, every trial's decision, `train.json` and
 `metrics.json`, `dvc.lock` and the study's lineage — never recomputed.
 """
 
@@ -47,7 +47,7 @@ def settings(source: CampaignSource) -> dict[str, Any]:
     # Content hashes of the data splits and model files (lineage.yaml) say whether two campaigns used the same data
     # and model; DVC's folder hashes also cover files that name the campaign (rendered task YAMLs), so they are the
     # fallback for records without lineage.
-    lineage: dict[str, Any] = next(iter(source.yaml(f"{source.dir}/lineage.yaml", {}).values()), {})
+    lineage: dict[str, Any] = next(iter(source.lineage().values()), {})
     flat: dict[str, Any] = {
         "data.hash": lineage.get("data_hash") or source.locked_md5(f"prepare_data@{source.name}", f"{source.dir}/data"),
         "base_model.hash": lineage.get("base_model_hash")
@@ -71,7 +71,7 @@ def settings(source: CampaignSource) -> dict[str, Any]:
 
 def _code_revision(source: CampaignSource) -> str | None:
     # The revisions the trials ran at (lineage.yaml), which may be several when a campaign was resumed.
-    lineage = source.yaml(f"{source.dir}/lineage.yaml", {})
+    lineage = source.lineage()
     revisions = sorted(
         {
             f"{(c.get('commit') or '')[:12]}{'+dirty' if c.get('dirty') else ''}"

@@ -142,8 +142,8 @@ def _trials_table(table: pd.DataFrame) -> str:
 
 
 def _lineage_table(source: CampaignSource) -> str:
-    lineage = source.yaml(f"{source.dir}/lineage.yaml", {})
-    trials = source.yaml(f"{source.dir}/trials.yaml", {})
+    lineage = source.lineage()
+    trials = source.trials()
     rows = []
     for trial in sorted(trials):
         entry = lineage.get(trial, {})

@@ -72,9 +72,9 @@ def trial_state(
 
 def trials_table(source: CampaignSource) -> pd.DataFrame:
     """One row per recorded trial (baseline included), then the warm-start priors, from the campaign's record."""
-    trials = source.yaml(f"{source.dir}/trials.yaml", {})
+    trials = source.trials()
     failures = source.yaml(f"{source.dir}/failures.yaml", {})
-    lineage = source.yaml(f"{source.dir}/lineage.yaml", {})
+    lineage = source.lineage()
     rows = []
     for trial, record in sorted(trials.items()):
         trained = source.json(f"{source.dir}/trials/{trial}/train.json")

@@ -1,10 +1,11 @@
 """Trace one trial back to everything its result depends on, and check that the files on disk still match.
 
-The manifest is assembled from the campaign's record, not stored twice: the decision (params and seeds) from
-`trials.yaml`, the content hashes of data, base model, adapter, metrics and (when merged) the merged model from
-`dvc.lock` (DVC's own hashes), code revision, library versions and wall times from `lineage.yaml` (also the Optuna
-trial's user attributes), training and evaluation settings from the frozen params and the trial's metrics. `check`
-asks DVC (`dvc status`) whether each artefact on disk still has its recorded hash.
+The manifest is assembled from the campaign's record, not stored twice: the decision (params and seeds) from the
+trial's `trial.yaml`, the content hashes of data, base model, adapter, metrics and (when merged) the merged model
+from `dvc.lock` (DVC's own hashes: the trial's own and the root one), code revision, library versions and wall times
+from its `lineage.yaml` (also the Optuna trial's user attributes), training and evaluation settings from the frozen
+params and the trial's metrics. `check` asks DVC (`dvc status`) whether each artefact on disk still has its recorded
+hash.
 """
 
 from __future__ import annotations
@@ -19,30 +20,40 @@ from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import trial_state
 from hpo.record.files import read_json, read_yaml
 from hpo.record.layout import CampaignPaths, TrialPaths
-from hpo.record.records import SCORE_SECTION, SCORE_STAGE, campaign_kind, read_registry, read_trial, stage_key
+from hpo.record.records import (
+    SCORE_SECTION,
+    SCORE_STAGE,
+    campaign_kind,
+    read_lineage,
+    read_registry,
+    read_trial,
+    stage_key,
+    trial_stage,
+)
 from hpo.tasks import changed_inputs, score_input_deps, task_dir_dep
 
-# Each artefact of a trial: the stage that writes it and where (`hpo.record.layout`), relative to the workspace as
-# dvc.lock records it.
+# Each artefact of a trial: the stage that writes it — a campaign's stage (`<name>@{c}`, `merge_lora@{k}`) or one of
+# the trial's own stages (`train_lora`, `score`, `generate`) — and where (`hpo.record.layout`), relative to the
+# workspace as dvc.lock records it.
 Artefact = tuple[str, Callable[[CampaignPaths, TrialPaths], str]]
 ARTEFACTS: dict[str, Artefact] = {
     "data": ("prepare_data@{c}", lambda c, t: c.data.as_posix()),
     "base_model": ("base_model@{c}", lambda c, t: c.base_model.as_posix()),
-    "adapter": ("train_lora@{k}", lambda c, t: t.adapter.as_posix()),
-    "train_metrics": ("train_lora@{k}", lambda c, t: t.train_metrics.as_posix()),
+    "adapter": ("train_lora", lambda c, t: t.adapter.as_posix()),
+    "train_metrics": ("train_lora", lambda c, t: t.train_metrics.as_posix()),
     "merged": ("merge_lora@{k}", lambda c, t: t.merged.as_posix()),
-    "metrics": ("score@{k}", lambda c, t: t.metrics.as_posix()),
+    "metrics": ("score", lambda c, t: t.metrics.as_posix()),
     # The files the score read (task YAMLs, data, `!function` modules): DVC dependencies of the score stage, their
     # sha256 recorded in metrics.json's `lm_eval.inputs`; `check` reads their state from `dvc status`.
-    "eval_inputs": ("score@{k}", lambda c, t: f"{t.metrics.as_posix()}:lm_eval.inputs"),
+    "eval_inputs": ("score", lambda c, t: f"{t.metrics.as_posix()}:lm_eval.inputs"),
 }
 # A generation trial's one stage writes its responses and metrics; the files it read are its dependencies.
 GENERATION_ARTEFACTS: dict[str, Artefact] = {
     "data": ARTEFACTS["data"],
     "base_model": ARTEFACTS["base_model"],
-    "responses": ("generate@{k}", lambda c, t: t.responses.as_posix()),
-    "metrics": ("generate@{k}", ARTEFACTS["metrics"][1]),
-    "eval_inputs": ("generate@{k}", ARTEFACTS["eval_inputs"][1]),
+    "responses": ("generate", lambda c, t: t.responses.as_posix()),
+    "metrics": ("generate", ARTEFACTS["metrics"][1]),
+    "eval_inputs": ("generate", ARTEFACTS["eval_inputs"][1]),
 }
 # A joint trial: the fine-tuning trial's adapter and merged model, then the generation trial's responses on it.
 JOINT_ARTEFACTS = {
@@ -61,7 +72,8 @@ def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]
     relative = CampaignPaths(paths.name)  # paths as dvc.lock has them, relative to the workspace
     hashes: dict[str, dict[str, Any]] = {}
     for artefact, (stage_tpl, path_of) in KIND_ARTEFACTS[campaign_kind(paths)].items():
-        stage, path = stage_tpl.format(**names), path_of(relative, relative.trial(trial))
+        stage = stage_tpl.format(**names) if "@" in stage_tpl else trial_stage(paths, trial, stage_tpl)
+        path = path_of(relative, relative.trial(trial))
         md5 = source.locked_md5(stage, path)
         if artefact in ON_DEMAND and md5 is None:
             continue  # not asked for: a trial records its adapter, a merge only when needed
@@ -85,7 +97,7 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     trained = read_json(out.train_metrics) or {}
     scored = read_json(out.metrics) or {}
     failures = read_yaml(paths.failures, {})
-    attrs = read_yaml(paths.lineage, {}).get(trial, {})
+    attrs = read_lineage(paths, trial)
     lm_eval = scored.get("lm_eval", {})
     return {
         "campaign": paths.name,
@@ -115,8 +127,8 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
             # DVC's hashes of the score stage's evaluation-input dependencies, from dvc.lock
             "dvc_deps": {
                 d["path"]: d.get("md5")
-                for d in (read_yaml(paths.root / "dvc.lock", {}).get("stages") or {})
-                .get(f"{SCORE_STAGE[params.campaign.kind]}@{stage_key(paths.name, trial)}", {})
+                for d in CampaignSource(paths.name, root=paths.root)
+                .stage_lock(trial_stage(paths, trial, SCORE_STAGE[params.campaign.kind]))
                 .get("deps", [])
                 if d.get("path") in score_input_deps(paths.name, _task_dir(paths, trial))
             },

@@ -6,8 +6,8 @@ calls only this object; it never opens a record file or takes a lock. Behind it:
 - `prepare` validates and records the declaration, builds data, base model and design through DVC (one process at
   a time), computes the lineage every trial shares, opens the Optuna study, adds warm-start priors and enqueues
   the design points;
-- `propose` asks the proposer under the records lock and writes the decision (params and seeds in `trials.yaml`,
-  lineage) before the trial runs — decisions are data;
+- `propose` asks the proposer under the records lock and writes the decision (params and seeds in the trial's
+  `trial.yaml`, its stages, its lineage) before the trial runs — decisions are data;
 - the trial itself runs on a warm worker (`hpo.trials.worker.run_trial`), which commits its stages to DVC;
 - `finish` records the outcome — the score told to the study, or the failure and its reason — and its costs.
 """
@@ -26,16 +26,17 @@ import optuna
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params, trial_id
 from hpo.record.dvc import repro
-from hpo.record.files import file_lock, read_json, read_yaml, records_lock
+from hpo.record.files import file_lock, read_json, records_lock
 from hpo.record.layout import BASELINE, STOPPED, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
 from hpo.record.records import (
-    read_trials,
+    read_lineage,
     record_failure,
     record_lineage,
     record_trial,
     request_merge,
     start_campaign,
+    trial_ids,
 )
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
 from hpo.search import ecooptigen, objectives
@@ -81,6 +82,7 @@ class Campaign:
         self.lineage: dict[str, Any] = {}
         self._study: optuna.Study | None = None
         self.stop_reason: str | None = None  # why proposing stopped before n_trials (the optimisation budget)
+        self._costs: dict[str, dict[str, float]] = {}  # what each finished trial spent (`spent`): read once
 
     @classmethod
     def start(cls, params_file: Path, root: Path = Path(".")) -> Campaign:
@@ -193,7 +195,7 @@ class Campaign:
         result = outcome if isinstance(outcome, dict) else self._failure(trial.id, outcome)
         costs = {key: result.get(key) for key in COSTS}
         if result.get("interrupted"):  # a worker died in the middle of it and the engine ran it again
-            earlier = read_yaml(self.paths.lineage, {}).get(trial.id, {}).get("interrupted", 0)
+            earlier = read_lineage(self.paths, trial.id).get("interrupted", 0)
             costs["interrupted"] = int(earlier) + int(result["interrupted"])
         constraints = self.params.campaign.constraints
         spent = objectives.trial_costs(read_json(self.paths.trial(trial.id).train_metrics), result, {**result, **costs})
@@ -233,23 +235,36 @@ class Campaign:
         trials recorded so far learned; None when the campaign has no inference budget."""
 
         def records() -> Iterator[dict[str, Any] | None]:  # read only if rule 1 needs them
-            for tid in read_trials(self.paths):
+            for tid in trial_ids(self.paths):
                 yield (read_json(self.paths.trial(tid).metrics) or {}).get("budget")
 
         return ecooptigen.rule1(self.params, values, records())
 
     def spent(self) -> dict[str, float]:
-        """What the trials recorded so far spent: their wall seconds and GPU-hours (lineage.yaml), the tokens they
-        trained on (train.json) and their inference cost (metrics.json: tokens, or money with prices)."""
-        lineage = read_yaml(self.paths.lineage, {})
+        """What the trials recorded so far spent: their wall seconds and GPU-hours (their lineage), the tokens they
+        trained on (train.json) and their inference cost (metrics.json: tokens, or money with prices). A finished
+        trial's costs (its lineage has its wall seconds) do not change and are read once, so a call reads only the
+        trials that finished since the last one, whichever process ran them."""
         total = dict.fromkeys(("wall_seconds", "gpu_hours", "train_tokens", "inference_cost"), 0.0)
-        for t in read_trials(self.paths):
-            out = self.paths.trial(t)
-            costs = objectives.trial_costs(read_json(out.train_metrics), read_json(out.metrics), lineage.get(t))
-            for name in ("wall_seconds", "train_tokens", "inference_cost"):
-                total[name] += costs[name] or 0.0
-            total["gpu_hours"] += (costs["wall_seconds"] or 0.0) * int((lineage.get(t) or {}).get("gpus") or 0) / 3600
+        for t in trial_ids(self.paths):
+            costs = self._costs.get(t) or self._trial_costs(t)
+            for name in total:
+                total[name] += costs[name]
         return total
+
+    def _trial_costs(self, trial: str) -> dict[str, float]:
+        out, lineage = self.paths.trial(trial), read_lineage(self.paths, trial)
+        costs = objectives.trial_costs(read_json(out.train_metrics), read_json(out.metrics), lineage)
+        wall = costs["wall_seconds"] or 0.0
+        spent = {
+            "wall_seconds": wall,
+            "gpu_hours": wall * int(lineage.get("gpus") or 0) / 3600,
+            "train_tokens": costs["train_tokens"] or 0.0,
+            "inference_cost": costs["inference_cost"] or 0.0,
+        }
+        if "wall_seconds" in lineage:  # finished (`finish` records every cost, None included)
+            self._costs[trial] = spent
+        return spent
 
     def budget_spent(self) -> str | None:
         """Which budget beside n_trials the trials spent (`campaign.stop_after`, `campaign.optimization_budget`),

@@ -1,17 +1,24 @@
 """Where a campaign keeps its record: the one place that knows the folder layout under `campaigns/`.
 
 ```
-campaigns/registry.yaml           campaigns and trials that dvc.yaml's `foreach` expands into stages
+campaigns/registry.yaml           the campaigns (and merges) that dvc.yaml's `foreach` expands into stages
 campaigns/<name>/params.yaml      the validated campaign declaration, frozen when the campaign starts
-campaigns/<name>/trials.yaml      the decisions: each trial's hyperparameters and seeds, written before it runs
-campaigns/<name>/failures.yaml    trials that raised, with their reason (they have no DVC stages)
-campaigns/<name>/lineage.yaml     per trial: code revision, library versions, data/model hashes, wall times
+campaigns/<name>/failures.yaml    trials that raised, with their reason (their stages are withdrawn)
 campaigns/<name>/warm_start.yaml  prior observations taken from earlier campaigns, with their provenance
 campaigns/<name>/study.journal    the Optuna study (JournalStorage)
 campaigns/<name>/data/            train/val/eval splits and the lm-eval task folder (prepare_data)
 campaigns/<name>/base_model/      the base checkpoint, or a pointer to the user's (base_model)
 campaigns/<name>/design.json      the Latin-hypercube points (design)
-campaigns/<name>/trials/<id>/     adapter/, train.json, loss.csv, metrics.json; responses.jsonl (generation)
+campaigns/<name>/trials/<id>/     one trial, every file of it written once or updated alone (bookkeeping per trial
+                                  does not grow with the campaign):
+    trial.yaml                    its decision (`{<id>: {params, seeds, threads, budget, pruned}}`), written before
+                                  it runs; its stages' DVC parameters
+    dvc.yaml, dvc.lock            its stages (train_lora → score, generate, …), written with the decision, and DVC's
+                                  record of them (the worker's `dvc commit`, or `dvc repro`)
+    lineage.yaml                  code revision, library versions, data/model hashes, wall times, costs
+    adapter/, train.json, loss.csv, metrics.json; responses.jsonl (generation)
+campaigns/<name>/trials.yaml      (campaigns recorded before per-trial records) every trial's decision; its trials'
+campaigns/<name>/lineage.yaml     stages are dvc.yaml's `foreach` over the registry's adapters/trials/generations
 campaigns/<name>/merged/<id>/     a trial's merged checkpoint, only for the trials merged on demand (merge_lora):
                                   outside trials/, which the report stage depends on
 campaigns/<name>/report/          trials.csv, best.json, history.png (report)
@@ -107,6 +114,24 @@ class TrialPaths:
     @property
     def adapter(self) -> Path:
         return self.dir / "adapter"
+
+    @property
+    def decision(self) -> Path:
+        """`trial.yaml`: the trial's decision, `{<id>: {params, seeds, …}}` (the shape of a legacy `trials.yaml`)."""
+        return self.dir / "trial.yaml"
+
+    @property
+    def pipeline(self) -> Path:
+        """The trial's own `dvc.yaml` (its stages); DVC writes their record to `dvc.lock` beside it."""
+        return self.dir / "dvc.yaml"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "dvc.lock"
+
+    @property
+    def lineage(self) -> Path:
+        return self.dir / "lineage.yaml"
 
     @property
     def merged(self) -> Path:

@@ -1,13 +1,18 @@
-"""The campaign's decision records: the files dvc.yaml reads to know which trials exist and what they are.
+"""The campaign's decision records: the files DVC reads to know which trials exist and what they are.
 
-`campaigns/<name>/trials.yaml` maps each trial id to its hyperparameters and seeds; it is written before the
-trial runs (decisions are data), and each trial's stages depend on exactly their own entry. The workspace
-registry `campaigns/registry.yaml` lists campaigns and trials for dvc.yaml's `foreach`. Every write is atomic and
-holds the workspace's records lock (`hpo.record.files`).
+Each trial is recorded in its own folder (`hpo.record.layout`): its decision (`trial.yaml`: hyperparameters and
+seeds, written before it runs — decisions are data), its stages (`dvc.yaml`, rendered from the root dvc.yaml's
+trial templates, each depending on exactly its own decision) and its lineage. Recording a trial writes only its
+own files, so a trial's bookkeeping costs the same at trial 1,000 as at trial 10, and DVC records it in its own
+`dvc.lock`. The workspace registry `campaigns/registry.yaml` lists the campaigns and merges for dvc.yaml's
+`foreach` (and, for campaigns recorded before per-trial records, their trials, whose decisions and lineage are the
+campaign's `trials.yaml` and `lineage.yaml`: still read, and their stages still expanded). Every write is atomic
+and holds the workspace's records lock (`hpo.record.files`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +25,14 @@ from hpo.tasks import task_dir_dep
 # score, `generations` → generate (on the entry's `model` with its `adapter`), `merges` → merge_lora (only the
 # trials that need a merged checkpoint: a campaign's best, a trial another campaign starts from, an export); the
 # sections a trial of each kind is in, and the stage of each kind that writes the trial's metrics.json (its score)
-# with its section.
+# with its section. A trial's own dvc.yaml holds the same stages, rendered from the same templates.
 SECTIONS = ("adapters", "trials", "generations", "merges")
 REGISTRY_SECTIONS = {
     "finetune": ("adapters", "trials"),
     "generate": ("generations",),
     "joint": ("adapters", "generations"),
 }
+SECTION_STAGE = {"adapters": "train_lora", "trials": "score", "generations": "generate"}
 SCORE_STAGE = {"finetune": "score", "generate": "generate", "joint": "generate"}
 SCORE_SECTION = {"score": "trials", "generate": "generations"}
 
@@ -36,21 +42,50 @@ def campaign_kind(paths: CampaignPaths) -> str:
     return str((read_yaml(paths.params, {}).get("campaign") or {}).get("kind") or "finetune")
 
 
+def trial_ids(paths: CampaignPaths) -> list[str]:
+    """The ids of a campaign's trials with a recorded decision, in order (baseline, t000, t001, …)."""
+    folders = paths.dir / "trials"
+    own = [d.parent.name for d in folders.glob("*/trial.yaml")] if folders.is_dir() else []
+    return sorted({*read_yaml(paths.trials, {}), *own})
+
+
 def read_trials(paths: CampaignPaths) -> dict[str, dict[str, Any]]:
-    """All recorded trials of a campaign: id -> {params, seeds}."""
-    return read_yaml(paths.trials, {})
+    """All recorded trials of a campaign: id -> {params, seeds, …} (each trial's `trial.yaml`, and the campaign's
+    `trials.yaml` for trials recorded before per-trial records)."""
+    legacy = read_yaml(paths.trials, {})
+    return {tid: _decision(paths, tid, legacy) for tid in trial_ids(paths)}
+
+
+def _decision(paths: CampaignPaths, trial: str, legacy: dict[str, Any] | None = None) -> Any:
+    own = read_yaml(paths.trial(trial).decision, {})
+    if trial in own:
+        return own[trial]
+    return (read_yaml(paths.trials, {}) if legacy is None else legacy).get(trial)
 
 
 def read_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     """One recorded trial; raises KeyError naming the file when it is not recorded."""
-    trials = read_trials(paths)
-    if trial not in trials:
-        ids = sorted(trials)
+    record = _decision(paths, trial)
+    if record is None:
+        ids = trial_ids(paths)
         recorded = (
             f"{len(ids)} recorded, {ids[0]} … {ids[-1]}" if len(ids) > 2 else f"recorded: {', '.join(ids) or 'none'}"
         )
-        raise KeyError(f"{paths.trials}: no trial {trial!r}; {recorded}")
-    return trials[trial]
+        raise KeyError(f"{paths.trial(trial).decision}: no trial {trial!r}; {recorded}")
+    return dict(record)
+
+
+def read_lineage(paths: CampaignPaths, trial: str | None = None) -> dict[str, Any]:
+    """The lineage of one trial (`trial`), or of every trial: id -> entry (each trial's `lineage.yaml`, and the
+    campaign's `lineage.yaml` for trials recorded before per-trial records)."""
+    if trial is not None:
+        own = paths.trial(trial).lineage
+        return dict(read_yaml(own, {}) if own.is_file() else read_yaml(paths.lineage, {}).get(trial) or {})
+    entries = read_yaml(paths.lineage, {})
+    folders = paths.dir / "trials"
+    for own in sorted(folders.glob("*/lineage.yaml")) if folders.is_dir() else []:
+        entries[own.parent.name] = read_yaml(own, {})
+    return dict(sorted(entries.items()))
 
 
 # DVC keeps each stage's parameters in dvc.lock and rewrites the whole file with ruamel.yaml's round trip whenever
@@ -77,46 +112,110 @@ def record_trial(
     budget: dict[str, Any] | None = None,
 ) -> None:
     """Writes a trial's decision — hyperparameters, seeds, the torch CPU threads it computes with and, in a
-    generation campaign with an inference budget, EcoOptiGen's rule-1 verdict (`budget`) — and
-    registers its stages for DVC, with the task folder its score depends on (`task_dir`: the frozen
-    `eval.task_dir`, or `data/tasks`). A trial recorded before keeps its hyperparameters and threads (it is run
-    again as it was)."""
+    generation campaign with an inference budget, EcoOptiGen's rule-1 verdict (`budget`) — and its stages (its own
+    dvc.yaml, with the task folder its score depends on: the frozen `eval.task_dir`, or `data/tasks`). Only the
+    trial's own files are written. A trial recorded before keeps its hyperparameters and threads (it is run again
+    as it was)."""
     with records_lock(paths.root):
-        trials = read_trials(paths)
-        recorded = trials.get(trial) or {"params": {k: lock_stable(v) for k, v in params.items()}, "budget": budget}
-        trials[trial] = {"params": recorded["params"], "seeds": seeds, "threads": recorded.get("threads", threads)}
+        recorded = _decision(paths, trial) or {
+            "params": {k: lock_stable(v) for k, v in params.items()},
+            "budget": budget,
+        }
+        entry = {"params": recorded["params"], "seeds": seeds, "threads": recorded.get("threads", threads)}
         if recorded.get("budget"):  # a generation campaign's EcoOptiGen decision (rule 1), made before the trial ran
-            trials[trial]["budget"] = recorded["budget"]
+            entry["budget"] = recorded["budget"]
         if recorded.get("pruned"):  # the pruner's decision, made while it trained: a run again stops there too
-            trials[trial]["pruned"] = recorded["pruned"]
-        write_yaml(paths.trials, trials)
-        registry = read_registry(paths.root)
-        task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))
-        kind = campaign_kind(paths)
-        for section in REGISTRY_SECTIONS[kind]:
-            entry = {"campaign": paths.name, "trial": trial, "task_dir": task_dir}
-            if section == "generations":
-                entry.update(generation_inputs(paths.name, trial, kind))
-            registry[section][stage_key(paths.name, trial)] = entry
-        write_yaml(paths.root / REGISTRY, registry)
+            entry["pruned"] = recorded["pruned"]
+        out = paths.trial(trial)
+        write_yaml(out.decision, {trial: entry})
+        write_yaml(out.pipeline, trial_pipeline(paths, trial))
+        _withdraw_legacy(paths, trial)  # a trial recorded before per-trial records now has its own stages
+
+
+def trial_pipeline(paths: CampaignPaths, trial: str) -> dict[str, Any]:
+    """A trial's own dvc.yaml: the stages of its campaign's kind (train_lora → score, generate, train_lora →
+    generate), rendered from the root dvc.yaml's `foreach` templates with the trial's entry (the same entry the
+    registry held for trials recorded before per-trial records), run from the workspace (`wdir`)."""
+    templates = read_yaml(paths.root / "dvc.yaml", {}).get("stages") or {}
+    kind = campaign_kind(paths)
+    entry = trial_entry(paths, trial, kind)
+    wdir = os.path.relpath(".", CampaignPaths(paths.name).trial(trial).dir)  # the workspace, seen from the trial
+    stages = {}
+    for section in REGISTRY_SECTIONS[kind]:
+        name = SECTION_STAGE[section]
+        stages[name] = {"wdir": wdir, **_render(templates[name]["do"], entry, f"dvc.yaml: stages.{name}.do")}
+    return {"stages": stages}
+
+
+def trial_entry(paths: CampaignPaths, trial: str, kind: str) -> dict[str, str]:
+    """What a trial's stage templates name (`${item.<key>}`), as paths relative to the workspace: campaign, trial,
+    the file of its decision, the task folder its score reads and what its generate stage samples from."""
+    relative = CampaignPaths(paths.name)
+    task_dir = task_dir_dep((read_yaml(paths.params, {}).get("eval") or {}).get("task_dir"))
+    entry = {
+        "campaign": relative.name,
+        "trial": trial,
+        "decisions": relative.trial(trial).decision.as_posix(),
+        "task_dir": task_dir,
+    }
+    return {**entry, **generation_inputs(relative.name, trial, kind)}
+
+
+def _render(template: Any, entry: dict[str, str], where: str) -> Any:
+    """A `foreach` template with `${item.<key>}` replaced by the entry's values (keys and values)."""
+    if isinstance(template, dict):
+        return {_render(k, entry, where): _render(v, entry, where) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_render(v, entry, where) for v in template]
+    if not isinstance(template, str):
+        return template
+    for key, value in entry.items():
+        template = template.replace(f"${{item.{key}}}", value)
+    if "${" in template:
+        raise ParamsError(f"{where}: {template!r} names a value a trial's entry does not have ({', '.join(entry)})")
+    return template
+
+
+def _withdraw_legacy(paths: CampaignPaths, trial: str) -> None:
+    """Removes a trial's entries from the registry's trial sections, where campaigns recorded before per-trial
+    records registered their trials (its stages are now its own dvc.yaml, or none when it failed)."""
+    if trial not in read_yaml(paths.trials, {}):
+        return
+    registry = read_registry(paths.root)
+    for section in SECTION_STAGE:
+        registry[section].pop(stage_key(paths.name, trial), None)
+    write_yaml(paths.root / REGISTRY, registry)
+
+
+def trial_stage(paths: CampaignPaths, trial: str, name: str) -> str:
+    """The DVC target of one of a trial's stages: `campaigns/<c>/trials/<t>/dvc.yaml:<name>` (paths relative to
+    the workspace), or `<name>@<campaign>-<trial>` for a trial whose stages the root dvc.yaml expands (recorded
+    before per-trial records)."""
+    own = paths.trial(trial).pipeline
+    if own.is_file():
+        return f"{CampaignPaths(paths.name).trial(trial).pipeline.as_posix()}:{name}"
+    return f"{name}@{stage_key(paths.name, trial)}"
 
 
 def record_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -> None:
     """Adds the pruner's decision (`{step, by}`) to a trial's record, while the trial trains: its training stage
     depends on its record, so DVC records the trial with the step it stopped at and a rebuild stops there."""
     with records_lock(paths.root):
-        trials = read_trials(paths)
+        own = paths.trial(trial).decision
+        if own.is_file():
+            write_yaml(own, {trial: {**read_trial(paths, trial), "pruned": decision}})
+            return
+        trials = read_yaml(paths.trials, {})
         trials[trial] = {**trials[trial], "pruned": decision}
         write_yaml(paths.trials, trials)
 
 
 def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
-    """Adds to a trial's lineage entry (code revision, library versions, hashes, wall times) in `lineage.yaml`,
+    """Adds to a trial's lineage (its `lineage.yaml`: code revision, library versions, hashes, wall times, costs),
     without the keys in `forget` (what no longer holds)."""
     with records_lock(paths.root):
-        entries = read_yaml(paths.lineage, {})
-        entries[trial] = {k: v for k, v in {**entries.get(trial, {}), **lineage}.items() if k not in forget}
-        write_yaml(paths.lineage, entries)
+        entry = {k: v for k, v in {**read_lineage(paths, trial), **lineage}.items() if k not in forget}
+        write_yaml(paths.trial(trial).lineage, entry)
 
 
 def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
@@ -125,10 +224,10 @@ def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
         failures = read_yaml(paths.failures, {})
         failures[trial] = reason
         write_yaml(paths.failures, failures)
-        registry = read_registry(paths.root)
-        for section in SECTIONS:
-            registry[section].pop(stage_key(paths.name, trial), None)
-        write_yaml(paths.root / REGISTRY, registry)
+        out = paths.trial(trial)
+        for path in (out.pipeline, out.lock):
+            path.unlink(missing_ok=True)
+        _withdraw_legacy(paths, trial)
 
 
 def register_campaign(paths: CampaignPaths, params: Params) -> None:
@@ -198,9 +297,10 @@ def check_mergeable(source: CampaignPaths, trial: str | None, what: str) -> None
 
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
     """The workspace registry with every section present and every entry complete, as the current dvc.yaml reads
-    it. Entries written by older code are completed: a score entry without `task_dir` gets its campaign's (from the
-    frozen params), a fine-tuning trial registered before `adapters` existed gets its entry there, a generation
-    entry without `model` samples from its campaign's base model."""
+    it. Trials are in it only when recorded before per-trial records; their entries are completed: a score entry
+    without `task_dir` gets its campaign's (from the frozen params), a fine-tuning trial registered before `adapters`
+    existed gets its entry there, a generation entry without `model` samples from its campaign's base model, and
+    each names its decisions (`trials.yaml`)."""
     registry = read_yaml(root / REGISTRY, {})
     trials = registry.get("trials") or {}
     frozen: dict[str, str] = {}
@@ -218,6 +318,9 @@ def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
     for entry in sections["generations"].values():  # older entries: no `model`, or a joint trial's merged model
         joint = str(entry.get("model", "")).endswith("/merged") or entry.get("adapter", "").endswith("/adapter")
         entry.update(generation_inputs(entry["campaign"], entry["trial"], "joint" if joint else "generate"))
+    for section in SECTION_STAGE:  # their decisions are their campaign's trials.yaml
+        for entry in sections[section].values():
+            entry.setdefault("decisions", CampaignPaths(entry["campaign"]).trials.as_posix())
     return {"campaigns": registry.get("campaigns") or {}, **sections}
 
 

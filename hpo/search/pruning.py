@@ -4,7 +4,7 @@ decision recorded as data.
 A training trial reports its validation loss at each evaluation interval (`train.eval_interval` optimizer steps)
 to the study as an intermediate value — negated when the campaign maximises its score, so that for the pruner,
 as for the study, higher is better — and asks the pruner whether to go on. When the pruner says stop, the step is
-written into the trial's record (`trials.yaml`: `pruned: {step, by}`) before the stage finishes, so it is part of
+written into the trial's record (its `trial.yaml`: `pruned: {step, by}`) before the stage finishes, so it is part of
 what DVC records for the trial: `dvc repro` rebuilds the trial by training to that step, on the same learning-rate
 schedule, without asking a pruner (whose answer depends on which other trials had reported by then).
 """

@@ -17,7 +17,7 @@ import optuna
 from hpo.config import Params
 from hpo.record.files import read_json, read_yaml, write_yaml
 from hpo.record.layout import BASELINE, CampaignPaths
-from hpo.record.records import read_trials
+from hpo.record.records import read_lineage, read_trials
 
 WARM = "warm_start_from"
 
@@ -44,9 +44,9 @@ def collect_priors(paths: CampaignPaths, params: Params, lineage: dict[str, Any]
     skipped = 0
     for name in params.campaign.warm_start.campaigns:
         source = CampaignPaths(name, paths.root)
-        if not source.trials.is_file():
-            raise WarmStartError(f"campaign.warm_start.campaigns: no campaign {name!r} (expected {source.trials})")
-        source_lineage = read_yaml(source.lineage, {})
+        if not source.params.is_file():
+            raise WarmStartError(f"campaign.warm_start.campaigns: no campaign {name!r} (expected {source.params})")
+        source_lineage = read_lineage(source)
         for trial, record in sorted(read_trials(source).items()):
             if trial == BASELINE:
                 continue

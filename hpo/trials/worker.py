@@ -33,7 +33,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from hpo.record.dvc import StageError, commit, up_to_date
 from hpo.record.layout import CampaignPaths
-from hpo.record.records import stage_key
+from hpo.record.records import trial_stage
 from hpo.search.pruning import asking
 from hpo.trials import cache, finetune
 from hpo.trials.kinds import StageFunction, kind_of
@@ -104,7 +104,6 @@ def run_trial(
     if root not in sys.path:  # the workspace's own code, as `python -m stages.<name>` under DVC imports it
         sys.path.insert(0, root)
     paths = CampaignPaths(campaign)
-    key = stage_key(campaign, trial)
     logs = paths.dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     worker = worker_name()
@@ -120,20 +119,20 @@ def run_trial(
     ran: list[str] = []
     with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log), asking():
         for name, stage in stages:
-            _unless_cancelled(f"before stage '{name}@{key}'")
-            if resumed and not ran and up_to_date(f"{name}@{key}"):  # recorded before the run stopped
-                print(f"Stage '{name}@{key}' is recorded in dvc.lock and unchanged: not run again", flush=True)
+            target = trial_stage(paths, trial, name)
+            _unless_cancelled(f"before stage '{target}'")
+            if resumed and not ran and up_to_date(target):  # recorded before the run stopped
+                print(f"Stage '{target}' is recorded in dvc.lock and unchanged: not run again", flush=True)
                 continue
-            ran.append(f"{name}@{key}")
-            print(f"Running stage '{name}@{key}' in worker {worker}", flush=True)
+            ran.append(target)
+            print(f"Running stage '{target}' in worker {worker}", flush=True)
             began = time.perf_counter()
             try:
                 returned = stage(paths, trial)
             except Exception as err:
                 traceback.print_exc()
                 raise StageError(
-                    f"{name}@{key} failed in worker {worker}; see {logs / f'{trial}.log'}:\n"
-                    f"{type(err).__name__}: {err}",
+                    f"{target} failed in worker {worker}; see {logs / f'{trial}.log'}:\n{type(err).__name__}: {err}",
                     transient=False,
                 ) from None
             finally:
