@@ -190,3 +190,77 @@ def test_a_generation_campaigns_trial_is_no_model(tmp_path: Path) -> None:
     raw["model"] = {"trial": "src@best"}
     with pytest.raises(ParamsError, match="is a generate campaign, whose trials train no model"):
         resolve_model_trial(Params.model_validate(raw), tmp_path)
+
+
+def _campaign_with_templates(root: Path, kind: str = "finetune") -> CampaignPaths:
+    from hpo.record.files import write_yaml
+
+    paths = CampaignPaths("c", root)
+    write_yaml(paths.params, {"campaign": {"name": "c", "kind": kind}})
+    write_yaml(paths.trials, {})
+    (root / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())  # the trial stages' templates
+    return paths
+
+
+def test_recording_a_trial_writes_only_its_own_files(tmp_path: Path) -> None:
+    """Bookkeeping per trial does not grow with the campaign: recording trial 4 — its decision and stages, the
+    pruner's decision, its lineage twice — writes only files in its own folder; a failure adds failures.yaml and
+    withdraws its stages."""
+    from hpo.record.records import read_lineage, read_trial, record_failure, record_lineage, record_pruning
+
+    paths = _campaign_with_templates(tmp_path)
+    for i in range(3):
+        record_trial(paths, f"t{i:03d}", {"learning_rate": 0.01 * (i + 1)}, {"train": i, "eval": i}, 2)
+        record_lineage(paths, f"t{i:03d}", {"code": {"commit": "c" * 40}, "wall_seconds": float(i)})
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    record_trial(paths, "t003", {"learning_rate": 0.5}, {"train": 3, "eval": 7}, 2)
+    record_lineage(paths, "t003", {"code": {"commit": "d" * 40}})
+    record_pruning(paths, "t003", {"step": 2, "by": "median"})
+    record_lineage(paths, "t003", {"wall_seconds": 4.0})
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".lock")}
+    changed = sorted(str(p.relative_to(tmp_path)) for p, b in after.items() if before.get(p) != b)
+    assert changed == [f"campaigns/c/trials/t003/{n}" for n in ("dvc.yaml", "lineage.yaml", "trial.yaml")]
+
+    assert read_trial(paths, "t003") == {
+        "params": {"learning_rate": 0.5},
+        "seeds": {"train": 3, "eval": 7},
+        "threads": 2,
+        "pruned": {"step": 2, "by": "median"},
+    }
+    assert read_lineage(paths)["t003"] == {"code": {"commit": "d" * 40}, "wall_seconds": 4.0}
+    assert list(read_trials(paths)) == ["t000", "t001", "t002", "t003"]
+    stages = yaml.safe_load(paths.trial("t003").pipeline.read_text())["stages"]
+    assert sorted(stages) == ["score", "train_lora"]
+    assert stages["train_lora"]["wdir"] == "../../../.."  # run from the workspace, as the root stages are
+    assert stages["train_lora"]["cmd"] == "python -m stages.train_lora --campaign c --trial t003"
+    assert stages["train_lora"]["params"][0] == {"campaigns/c/trials/t003/trial.yaml": ["t003"]}
+    assert stages["score"]["params"][0] == {"campaigns/c/trials/t003/trial.yaml": ["t003.seeds.eval"]}
+    assert "campaigns/c/trials/t003/adapter" in stages["score"]["deps"]
+
+    record_failure(paths, "t003", "RuntimeError: boom")
+    assert not paths.trial("t003").pipeline.exists() and read_trial(paths, "t003")["seeds"]["eval"] == 7
+
+
+def test_a_trial_recorded_before_per_trial_records_moves_to_its_own_files(tmp_path: Path) -> None:
+    """A campaign recorded before per-trial records (trials.yaml, lineage.yaml, the registry's trial sections) is
+    read as it is; a trial of it recorded again (an interrupted one, run again) gets its own decision, stages and
+    lineage, and leaves the registry's `foreach`, so DVC does not see its stages twice."""
+    from hpo.record.files import read_yaml, write_yaml
+    from hpo.record.records import read_lineage, read_registry, record_lineage
+
+    paths = _campaign_with_templates(tmp_path)
+    write_yaml(paths.trials, {t: {"params": {"lora_r": 4}, "seeds": {"train": 1, "eval": 1}} for t in ("t000", "t001")})
+    write_yaml(paths.lineage, {"t000": {"wall_seconds": 3.0}, "t001": {"interrupted": 1}})
+    entries = {f"c-{t}": {"campaign": "c", "trial": t, "task_dir": "data/tasks"} for t in ("t000", "t001")}
+    write_yaml(tmp_path / "campaigns/registry.yaml", {"campaigns": {}, "adapters": entries, "trials": dict(entries)})
+    assert read_registry(tmp_path)["trials"]["c-t000"]["decisions"] == "campaigns/c/trials.yaml"
+    assert read_lineage(paths) == {"t000": {"wall_seconds": 3.0}, "t001": {"interrupted": 1}}
+
+    record_trial(paths, "t001", {"lora_r": 8}, {"train": 1, "eval": 1}, 2)
+    record_lineage(paths, "t001", {"wall_seconds": 5.0})
+    assert read_trials(paths)["t001"]["params"] == {"lora_r": 4}, "it keeps its decision"
+    assert read_lineage(paths)["t001"] == {"interrupted": 1, "wall_seconds": 5.0}
+    registry = read_yaml(tmp_path / "campaigns/registry.yaml", {})
+    assert list(registry["adapters"]) == list(registry["trials"]) == ["c-t000"]
+    assert paths.trial("t001").pipeline.is_file() and not paths.trial("t000").pipeline.exists()
