@@ -35,9 +35,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
 from bench.agree import check_agree  # noqa: E402
 from bench.generation_pruning import finetuned, run  # noqa: E402
+from hpo.record.layout import CampaignPaths  # noqa: E402
+from hpo.record.records import read_trials  # noqa: E402
 
 GRID: dict[str, list[Any]] = {
     "temperature": [0.5, 0.9, 1.3],
@@ -149,7 +150,7 @@ def main() -> None:
     grid_seconds = time.perf_counter() - began
 
     # every configuration ours evaluated, with the same seeds, must have scored and cost the same in the grid
-    recorded = yaml.safe_load((ws / "campaigns/ours/trials.yaml").read_text())
+    recorded = read_trials(CampaignPaths("ours", ws))
     by_values = {tuple(r[k] for k in GRID): r for r in grid}
     same: dict[str, dict[str, Any]] = {"ours": {}, "grid": {}}
     for row in ours:

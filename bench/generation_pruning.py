@@ -30,6 +30,9 @@ from pathlib import Path
 import yaml
 from agree import check_agree  # bench/ is the script's folder, first on sys.path
 
+from hpo.record.layout import CampaignPaths
+from hpo.record.records import read_trials
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -81,7 +84,7 @@ def main() -> None:
         run(ws, path)
         with (ws / f"campaigns/prune_{name}/report/trials.csv").open() as f:
             tables[name] = list(csv.DictReader(f))
-        records = yaml.safe_load((ws / f"campaigns/prune_{name}/trials.yaml").read_text())
+        records = read_trials(CampaignPaths(f"prune_{name}", ws))
         configurations[name] = {t: (r["params"], r["seeds"]) for t, r in records.items()}
     n_eval = base["data"]["n_eval"]
     check_agree(configurations, "(configuration, seeds)", "the random sampler proposes the same in both runs")

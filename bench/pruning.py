@@ -28,6 +28,9 @@ import yaml
 from agree import check_agree  # bench/ is the script's folder, first on sys.path
 from generation_pruning import run as campaign_run
 
+from hpo.record.layout import CampaignPaths
+from hpo.record.records import read_trials
+
 ROOT = Path(__file__).resolve().parent.parent
 PRUNERS = {
     "off": None,
@@ -46,7 +49,7 @@ def run(ws: Path, params: Path) -> tuple[list[dict[str, str]], dict[str, tuple[s
     name = yaml.safe_load(params.read_text())["campaign"]["name"]
     with (ws / f"campaigns/{name}/report/trials.csv").open() as f:
         rows = list(csv.DictReader(f))
-    records = yaml.safe_load((ws / f"campaigns/{name}/trials.yaml").read_text())
+    records = read_trials(CampaignPaths(name, ws))
     complete = {
         r["trial"]: (
             yaml.safe_dump({k: v for k, v in records[r["trial"]].items() if k in ("params", "seeds", "threads")}),

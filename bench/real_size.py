@@ -41,6 +41,9 @@ from trial_overhead import build_base, timed, trials_of
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from hpo.record.layout import CampaignPaths  # noqa: E402
+from hpo.record.records import read_lineage  # noqa: E402
+
 MIB = 2**20
 
 
@@ -75,9 +78,10 @@ def du(paths: list[Path]) -> int:
     return total
 
 
-def cache_objects(ws: Path, stages: list[str]) -> list[Path]:
-    """The DVC cache files of the stages' outputs (each file and each folder's `.dir` listing)."""
-    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+def cache_objects(ws: Path, lock_file: Path, stages: list[str]) -> list[Path]:
+    """The DVC cache files of the stages' outputs (each file and each folder's `.dir` listing), as `lock_file` (the
+    root dvc.lock, or a trial's own) records them."""
+    lock = yaml.safe_load(lock_file.read_text())["stages"]
     found = []
     for stage in stages:
         for out in lock.get(stage, {}).get("outs", []):
@@ -90,13 +94,12 @@ def cache_objects(ws: Path, stages: list[str]) -> list[Path]:
 
 
 def p_trials(ws: Path, campaign: Path) -> dict[str, dict]:
-    lineage = yaml.safe_load((campaign / "lineage.yaml").read_text())
+    lineage = read_lineage(CampaignPaths(campaign.name, campaign.parent.parent))
     rows = {}
     for trial, record in trials_of(campaign).items():
         if record.get("pruned"):
             raise SystemExit(f"FAIL: P pruned {trial}: B trains every trial in full")
         entry, out = lineage[trial], campaign / "trials" / trial
-        key = f"bench-{trial}"
         stages = entry.get("stage_seconds") or {}
         rows[trial] = {
             "wall": entry["wall_seconds"],
@@ -106,7 +109,7 @@ def p_trials(ws: Path, campaign: Path) -> dict[str, dict]:
             "adapter": (out / "adapter/lit_model.pth.lora").stat().st_size,
             "disk": du(
                 [p for p in out.iterdir() if p.name != "merged"]
-                + cache_objects(ws, [f"train_lora@{key}", f"score@{key}"])
+                + cache_objects(ws, out / "dvc.lock", ["train_lora", "score"])
             ),
             "rss": entry.get("worker_peak_rss_mb"),
             "score": json.loads((out / "metrics.json").read_text())["score"],
@@ -204,7 +207,7 @@ def main() -> None:
     summary = json.loads((campaign / "report/best.json").read_text())
     best = summary["best"]["trial"]
     merged = campaign / "trials" / best / "merged"
-    merged_disk = du([merged, *cache_objects(ws, [f"merge_lora@bench-{best}"])])
+    merged_disk = du([merged, *cache_objects(ws, ws / "dvc.lock", [f"merge_lora@bench-{best}"])])
     print(
         f"campaign end: best {best} merged once (B: {b_merge['seconds']:.1f} s), {merged_disk / MIB:.0f} MiB "
         f"in workspace + cache (one checkpoint per campaign, not per trial)"

@@ -38,6 +38,8 @@ from agree import check_agree  # bench/ is the script's folder, first on sys.pat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from hpo.record.layout import CampaignPaths  # noqa: E402
+from hpo.record.records import read_lineage, read_trials  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -80,7 +82,7 @@ def run_p(work: Path, params: dict, base: Path, n: int) -> tuple[float, Path]:
 
 
 def trials_of(campaign: Path) -> dict[str, dict]:
-    return yaml.safe_load((campaign / "trials.yaml").read_text())
+    return read_trials(CampaignPaths(campaign.name, campaign.parent.parent))
 
 
 def run_a(work: Path, campaign: Path, base: Path) -> tuple[float, dict[str, float], dict[str, float]]:
@@ -161,7 +163,7 @@ def run_b(work: Path, campaign: Path, base: Path) -> tuple[float, dict[str, floa
 
 
 def p_trials(campaign: Path) -> tuple[dict[str, float], dict[str, float | None], list[dict]]:
-    lineage = yaml.safe_load((campaign / "lineage.yaml").read_text())
+    lineage = read_lineage(CampaignPaths(campaign.name, campaign.parent.parent))
     pruned = [t for t, record in trials_of(campaign).items() if record.get("pruned")]
     if pruned:  # cannot happen with the pruner removed; A and B would train these trials in full
         raise SystemExit(f"FAIL: P pruned {', '.join(pruned)}: A and B train every trial in full")

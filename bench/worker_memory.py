@@ -18,6 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from hpo.record.layout import CampaignPaths
+from hpo.record.records import read_lineage
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,7 +34,7 @@ def main() -> None:
     raw["campaign"].update(name="memory", n_trials=args.trials, n_init=args.trials, workers=1)
     (ws / "memory.yaml").write_text(yaml.safe_dump(raw))
     subprocess.run([sys.executable, "-m", "flows.cli", "run", "--params", "memory.yaml"], cwd=ws, check=True)
-    lineage = yaml.safe_load((ws / "campaigns/memory/lineage.yaml").read_text())
+    lineage = read_lineage(CampaignPaths("memory", ws))
     order = ["baseline", *sorted(t for t in lineage if t != "baseline")]
     rss = [float(lineage[t]["worker_rss_mb"]) for t in order]
     for n, (trial, mb) in enumerate(zip(order, rss, strict=True), 1):

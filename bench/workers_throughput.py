@@ -29,6 +29,9 @@ from pathlib import Path
 import yaml
 from agree import check_agree  # bench/ is the script's folder, first on sys.path
 
+from hpo.record.layout import CampaignPaths
+from hpo.record.records import read_lineage
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -62,8 +65,8 @@ def run(workers: int, trials: int, threads: int) -> tuple[float, float, dict[str
             last = now
     if proc.wait() != 0 or first is None or last is None:
         raise RuntimeError(f"campaign with {workers} worker(s) failed in {ws}")
-    # the loop starts when the first trial did: its finish minus its wall time (recorded in lineage.yaml)
-    lineage = yaml.safe_load((ws / "campaigns/bench/lineage.yaml").read_text())
+    # the loop starts when the first trial did: its finish minus its wall time (recorded in its lineage)
+    lineage = read_lineage(CampaignPaths("bench", ws))
     started = first[0] - float(lineage[first[1]]["wall_seconds"])
     scores = {}
     for trial in lineage:

@@ -83,6 +83,7 @@ class Campaign:
         self._study: optuna.Study | None = None
         self.stop_reason: str | None = None  # why proposing stopped before n_trials (the optimisation budget)
         self._costs: dict[str, dict[str, float]] = {}  # what each finished trial spent (`spent`): read once
+        self._budgets: dict[str, dict[str, Any] | None] = {}  # each finished trial's budget record (`_rule1`)
 
     @classmethod
     def start(cls, params_file: Path, root: Path = Path(".")) -> Campaign:
@@ -232,11 +233,17 @@ class Campaign:
 
     def _rule1(self, values: dict[str, Any]) -> dict[str, Any] | None:
         """EcoOptiGen's rule 1 for a generation trial about to be recorded (`ecooptigen.rule1`), from what the
-        trials recorded so far learned; None when the campaign has no inference budget."""
+        trials recorded so far learned; None when the campaign has no inference budget. A trial's budget record
+        (its metrics.json, written when its stage ends) is read once."""
 
         def records() -> Iterator[dict[str, Any] | None]:  # read only if rule 1 needs them
             for tid in trial_ids(self.paths):
-                yield (read_json(self.paths.trial(tid).metrics) or {}).get("budget")
+                if tid not in self._budgets:
+                    metrics = read_json(self.paths.trial(tid).metrics)
+                    if metrics is None:  # still running: nothing learned yet
+                        continue
+                    self._budgets[tid] = metrics.get("budget")
+                yield self._budgets[tid]
 
         return ecooptigen.rule1(self.params, values, records())
 
