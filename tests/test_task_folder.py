@@ -182,14 +182,15 @@ def test_a_changed_data_file_makes_the_score_stale(topics: Path) -> None:
     data.write_bytes(text[:at] + b"t" + text[at + 1 :])  # one byte
 
     status = dvc(ws, "status", "--json").stdout
-    assert json.loads(status) == {"score@topics-t000": [{"changed deps": {FOLDER: "modified"}}]}
+    score = "campaigns/topics/trials/t000/dvc.yaml:score"  # the trial's own stage
+    assert json.loads(status) == {score: [{"changed deps": {FOLDER: "modified"}}]}
     done, record = _trace(ws)
     assert done.returncode == 2 and "t000: eval_inputs modified" in done.stderr
     assert record["evaluation"]["inputs_changed"] == [f"{FOLDER}/data/topic_gen.jsonl"]
 
     # Reproducing re-scores only that trial, against the new data; the record says so.
     out = dvc(ws, "repro").stdout
-    assert "Running stage 'score@topics-t000'" in out and "Running stage 'train_lora" not in out
+    assert f"Running stage '{score}'" in out and "Running stage 'campaigns/topics/trials/t000/dvc.yaml:train" not in out
     metrics = json.loads((ws / "campaigns/topics/trials/t000/metrics.json").read_text())
     assert metrics["lm_eval"]["inputs"][f"{FOLDER}/data/topic_gen.jsonl"] == sha256(data)
     assert "Data and pipelines are up to date." in dvc(ws, "status").stdout
