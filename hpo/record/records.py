@@ -12,7 +12,9 @@ and holds the workspace's records lock (`hpo.record.files`).
 
 from __future__ import annotations
 
+import copy
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,25 +44,40 @@ def campaign_kind(paths: CampaignPaths) -> str:
     return str((read_yaml(paths.params, {}).get("campaign") or {}).get("kind") or "finetune")
 
 
+def _legacy(path: Path) -> dict[str, Any]:
+    """A campaign-wide record of a campaign recorded before per-trial records (`trials.yaml`, `lineage.yaml`),
+    parsed once per version of the file: nothing writes them now, and looking up one trial in them (each trial's
+    decision or lineage, `trial_ids` at every finish) would otherwise parse the whole file each time. Callers must
+    not change what it returns."""
+    if not path.is_file():
+        return {}
+    stat = path.stat()
+    return _parsed(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    return read_yaml(Path(path), {})
+
+
 def trial_ids(paths: CampaignPaths) -> list[str]:
     """The ids of a campaign's trials with a recorded decision, in order (baseline, t000, t001, …)."""
     folders = paths.dir / "trials"
     own = [d.parent.name for d in folders.glob("*/trial.yaml")] if folders.is_dir() else []
-    return sorted({*read_yaml(paths.trials, {}), *own})
+    return sorted({*_legacy(paths.trials), *own})
 
 
 def read_trials(paths: CampaignPaths) -> dict[str, dict[str, Any]]:
     """All recorded trials of a campaign: id -> {params, seeds, …} (each trial's `trial.yaml`, and the campaign's
     `trials.yaml` for trials recorded before per-trial records)."""
-    legacy = read_yaml(paths.trials, {})
-    return {tid: _decision(paths, tid, legacy) for tid in trial_ids(paths)}
+    return {tid: _decision(paths, tid) for tid in trial_ids(paths)}
 
 
-def _decision(paths: CampaignPaths, trial: str, legacy: dict[str, Any] | None = None) -> Any:
+def _decision(paths: CampaignPaths, trial: str) -> Any:
     own = read_yaml(paths.trial(trial).decision, {})
     if trial in own:
         return own[trial]
-    return (read_yaml(paths.trials, {}) if legacy is None else legacy).get(trial)
+    return copy.deepcopy(_legacy(paths.trials).get(trial))
 
 
 def read_trial(paths: CampaignPaths, trial: str) -> dict[str, Any]:
@@ -80,7 +97,7 @@ def read_lineage(paths: CampaignPaths, trial: str | None = None) -> dict[str, An
     campaign's `lineage.yaml` for trials recorded before per-trial records)."""
     if trial is not None:
         own = paths.trial(trial).lineage
-        return dict(read_yaml(own, {}) if own.is_file() else read_yaml(paths.lineage, {}).get(trial) or {})
+        return dict(read_yaml(own, {}) if own.is_file() else copy.deepcopy(_legacy(paths.lineage).get(trial)) or {})
     entries = read_yaml(paths.lineage, {})
     folders = paths.dir / "trials"
     for own in sorted(folders.glob("*/lineage.yaml")) if folders.is_dir() else []:
@@ -179,7 +196,7 @@ def _render(template: Any, entry: dict[str, str], where: str) -> Any:
 def _withdraw_legacy(paths: CampaignPaths, trial: str) -> None:
     """Removes a trial's entries from the registry's trial sections, where campaigns recorded before per-trial
     records registered their trials (its stages are now its own dvc.yaml, or none when it failed)."""
-    if trial not in read_yaml(paths.trials, {}):
+    if trial not in _legacy(paths.trials):
         return
     registry = read_registry(paths.root)
     for section in SECTION_STAGE:
@@ -200,14 +217,8 @@ def trial_stage(paths: CampaignPaths, trial: str, name: str) -> str:
 def record_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -> None:
     """Adds the pruner's decision (`{step, by}`) to a trial's record, while the trial trains: its training stage
     depends on its record, so DVC records the trial with the step it stopped at and a rebuild stops there."""
-    with records_lock(paths.root):
-        own = paths.trial(trial).decision
-        if own.is_file():
-            write_yaml(own, {trial: {**read_trial(paths, trial), "pruned": decision}})
-            return
-        trials = read_yaml(paths.trials, {})
-        trials[trial] = {**trials[trial], "pruned": decision}
-        write_yaml(paths.trials, trials)
+    with records_lock(paths.root):  # (a trial that trains was recorded by `record_trial`: it has its own file)
+        write_yaml(paths.trial(trial).decision, {trial: {**read_trial(paths, trial), "pruned": decision}})
 
 
 def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
