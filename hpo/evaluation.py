@@ -24,6 +24,7 @@ from hpo.checkpoint import merged_state
 from hpo.config import EvalSection, derive_seed
 from hpo.placement import Devices, placement
 from hpo.search.ecooptigen import Budget, check_on_growing_subsets, instance_cost
+from hpo.search.pruning import Instance, InstanceWise
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
 from hpo.trials import cache
 from hpo.trials.cache import cached, file_hash, folder_hash
@@ -60,6 +61,7 @@ def make_lm(
     prices: tuple[float, float] | None = None,
     adapter: Path | None = None,
     precision: str = "32-true",
+    instance_wise: InstanceWise | None = None,
 ) -> Any:
     """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`, with a trial's LoRA adapter merged in.
 
@@ -77,6 +79,9 @@ def make_lm(
         prices: per 1k input and output tokens: every cost (and the budget) in money; None: in tokens.
         adapter: a train_lora adapter folder trained on `checkpoint_dir`, or None for the checkpoint as it is.
         precision: `train.precision`, which decides the evaluated model's device and dtype (`hpo.placement`).
+        instance_wise: with `eval.pruner`: evaluate the instances in the campaign's order, a chunk at a time, and
+            stop where it says (`hpo.search.pruning.InstanceWise`); the requests of instances not evaluated get
+            placeholder results (an empty response, a log-likelihood of -inf), which the stage leaves out.
     """
     import torch
     import torch.nn.functional as F
@@ -150,7 +155,23 @@ def make_lm(
 
         def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
             pairs = [(self._encode(c, bos=True), self._encode(x, bos=False)) for c, x in (r.args for r in requests)]
-            return self._score(pairs)
+            if instance_wise is None:
+                return self._score(pairs)
+            results: list[tuple[float, bool]] = [(float("-inf"), False)] * len(requests)  # (not evaluated)
+            by_instance: dict[Instance, list[int]] = {}
+            for row, request in enumerate(requests):  # an instance's requests in lm-eval's order (its choices)
+                by_instance.setdefault((str(request.task_name), int(request.doc_id)), []).append(row)
+
+            def evaluate(chosen: list[Instance]) -> list[tuple[Any, list[tuple[float, bool]]]]:
+                """Scores the chosen instances' requests; per instance its doc and results in choice order."""
+                rows = [r for i in chosen for r in by_instance[i]]
+                for r, result in zip(rows, self._score([pairs[r] for r in rows]), strict=True):
+                    results[r] = result
+                ordered = [sorted(by_instance[i], key=lambda r: requests[r].idx) for i in chosen]
+                return [(requests[own[0]].doc, [results[r] for r in own]) for own in ordered]
+
+            instance_wise.run(list(by_instance), evaluate)
+            return results
 
         def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
             out = []
@@ -183,20 +204,41 @@ def make_lm(
                 by_instance.setdefault(instance, []).append((row, prompt, sampling, row_seed, instance))
             outputs: list[str] = [""] * len(requests)
             instances = list(by_instance)
+
+            def sample_all(chosen: list[Instance]) -> list[tuple[Any, list[str]]]:
+                """Samples the chosen instances' responses; per instance its doc and responses in order."""
+                self._sample([r for i in chosen for r in by_instance[i]], outputs)
+                return [(requests[by_instance[i][0][0]].doc, [outputs[r[0]] for r in by_instance[i]]) for i in chosen]
+
+            if instance_wise is not None:  # the campaign's order, a chunk at a time until the pruner stops it
+                instances = instance_wise.order(instances)
             if budget is None:
-                self._sample([r for i in instances for r in by_instance[i]], outputs)
+                if instance_wise is None:
+                    sample_all(instances)
+                else:
+                    instance_wise.run(instances, sample_all)
                 return outputs
+            if instance_wise is not None:
+                instance_wise.total += len(instances)
 
             # EcoOptiGen's rule 2 (`ecooptigen.check_on_growing_subsets`): sample the first 1, 2, 4, … instances
-            # until their responses' cost says whether the configuration keeps the budget.
-            def sample(start: int, stop: int) -> list[float]:
-                chosen = instances[start:stop]
-                self._sample([r for i in chosen for r in by_instance[i]], outputs)
-                return [self.instance_cost(i) - self.prompt_cost(by_instance[i][0][1]) for i in chosen]
+            # until their responses' cost says whether the configuration keeps the budget (with eval.pruner, a
+            # range is cut where a chunk ends and the pruner asked there: the same stop whatever ranges rule 2 asks).
+            def sample(start: int, stop: int) -> list[float] | None:
+                if instance_wise is None:
+                    sample_all(instances[start:stop])
+                else:
+                    for a, b in instance_wise.cuts(start, stop):
+                        if instance_wise.stopped_by is not None:
+                            return None  # the evaluation pruner stopped the trial
+                        instance_wise.evaluated(instances[a:b], sample_all(instances[a:b]))
+                return [self.instance_cost(i) - self.prompt_cost(by_instance[i][0][1]) for i in instances[start:stop]]
 
             total = len(instances)
             prompt_cost = sum(self.prompt_cost(by_instance[i][0][1]) for i in instances) / max(1, total)
             checks, pruned_after = check_on_growing_subsets(total, budget, prompt_cost, sample)
+            if instance_wise is not None:
+                instance_wise.flush()
             self.checks += checks
             if pruned_after is not None:  # the other instances are not sampled: their responses stay empty
                 self.pruned_after = pruned_after

@@ -8,8 +8,13 @@ generation seed, task, i, j)). Every response is then judged on its own by the t
 (`process_results`, e.g. lm-eval's exact_match with the task's normalisation), and the trial's objective is the
 utility of those judgements (`generate.utility`, `hpo.utility`), mean over the tasks.
 
-Writes `responses.jsonl` (per instance: the prompt's tokens and each response's text, tokens, end and judgement)
-and `metrics.json` (score, every utility per task, the tokens spent, the settings and lm-eval's manifest).
+With `eval.pruner`, instances are sampled in the campaign's order a chunk at a time and the pruner asked after each
+chunk (`hpo.search.pruning`), on each instance's utility; a trial it stops is `pruned` (with EcoOptiGen's rule 2,
+whose growing subsets are cut at the chunks' ends).
+
+Writes `responses.jsonl` (per instance: the prompt's tokens and each response's text, tokens, end and judgement),
+`instances.jsonl` (each sampled instance's utility, in the order sampled) and `metrics.json` (score, every utility
+per task, the tokens spent, the settings and lm-eval's manifest).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from hpo.record.files import write_json
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.ecooptigen import Budget, budget_record, rule2_reason
+from hpo.search.pruning import InstanceWise, eval_reason, eval_stop_for, evaluation_record, instances_jsonl
 from hpo.tasks import task_dir_dep
 from hpo.trials.cache import pin_threads
 from hpo.utility import UTILITIES, utility
@@ -59,7 +65,8 @@ def generate(
     check_budget: bool = True,
     adapter: Path | None = None,
     precision: str = "32-true",
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int]]:
+    instance_wise: InstanceWise | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, int], list[tuple[tuple[str, int], float]]]:
     """Samples and scores the campaign's generate_until tasks with one trial's generation settings.
 
     Args:
@@ -75,20 +82,54 @@ def generate(
         adapter: a joint trial's LoRA adapter, merged into `checkpoint_dir`'s weights in memory; None: the
             checkpoint as it is.
         precision: `train.precision` (the sampling model's device and dtype: `hpo.placement`).
+        instance_wise: with `eval.pruner`, the chunks, order and stop (`hpo.search.pruning.eval_stop_for`).
 
     Returns:
-        The metrics (`score`: the utility, mean over tasks), one record per instance, and what this process
+        The metrics (`score`: the utility, mean over tasks), one record per instance, what this process
         spent (`reused_responses`: responses this worker had drawn for an earlier trial, EcoOptiGen's rule 3;
         `sampled_tokens`: the response tokens sampled now) — which depends on the worker's history, so it is a
-        cost for the lineage, never part of the metrics.
+        cost for the lineage, never part of the metrics — and each sampled instance's utility ((task, doc_id),
+        value), in the order sampled.
 
     Raises:
         ValueError: a task that is not generate_until, or that reports no `eval.metric` per response.
     """
     budget = budget_of(settings) if check_budget else None
     prices = prices_of(settings)
-    lm = make_lm(checkpoint_dir, evaluation.batch_size, seed, settings.batch_size, budget, prices, adapter, precision)
+    lm = make_lm(
+        checkpoint_dir,
+        evaluation.batch_size,
+        seed,
+        settings.batch_size,
+        budget,
+        prices,
+        adapter,
+        precision,
+        instance_wise=instance_wise,
+    )
     tasks: dict[str, Any] = {}
+    folder = root / task_dir_dep(evaluation.task_dir)  # the user's task folder, a DVC dependency
+
+    def judge(name: str, doc: Any, responses: list[str]) -> list[bool]:
+        """Each response judged on its own by the task's metric (lm-eval's `process_results`)."""
+        judged = []
+        for response in responses:
+            values = tasks[name].process_results(doc, [response])
+            if evaluation.metric not in values:
+                raise ValueError(
+                    f"eval.metric: task {name!r} reports no {evaluation.metric!r} per response; it reports "
+                    f"{sorted(values)}"
+                )
+            judged.append(float(values[evaluation.metric]) > 0)
+        return judged
+
+    def instance_utility(instance: tuple[str, int], sampled: tuple[Any, list[str]]) -> float:
+        doc, responses = sampled
+        answers = [r.strip() for r in responses]
+        return utility(settings.utility, [judge(instance[0], doc, responses)], [answers], folder)
+
+    if instance_wise is not None:
+        instance_wise.judge = instance_utility
 
     def configure(task: Any) -> None:
         name = task.config.task
@@ -107,23 +148,23 @@ def generate(
     )
     per_task: dict[str, dict[str, float]] = {}
     records: list[dict[str, Any]] = []
+    values: list[tuple[tuple[str, int], float]] = []
     for name in evaluation.tasks:
         correct: list[list[bool]] = []
         answers: list[list[str]] = []
         for sample in results["samples"][name]:
             if (name, int(sample["doc_id"])) not in lm.usage:
-                continue  # not sampled: rule 2 found the budget exceeded on the instances before it
+                continue  # not sampled: rule 2 or the evaluation pruner stopped on the instances before it
             responses = list(sample["resps"][0])
-            judged = []
-            for response in responses:
-                values = tasks[name].process_results(sample["doc"], [response])
-                if evaluation.metric not in values:
-                    raise ValueError(
-                        f"eval.metric: task {name!r} reports no {evaluation.metric!r} per response; it reports "
-                        f"{sorted(values)}"
-                    )
-                judged.append(float(values[evaluation.metric]) > 0)
+            judged = judge(name, sample["doc"], responses)
             correct.append(judged)
+            if instance_wise is None:
+                values.append(
+                    (
+                        (name, int(sample["doc_id"])),
+                        utility(settings.utility, [judged], [[r.strip() for r in responses]], folder),
+                    )
+                )
             answers.append([r.strip() for r in responses])
             used = lm.usage[(name, int(sample["doc_id"]))]
             records.append(
@@ -140,18 +181,25 @@ def generate(
         if not correct:
             continue  # a task after the instances where rule 2 stopped: nothing of it was sampled
         names = UTILITIES if settings.utility in UTILITIES else (*UTILITIES, settings.utility)
-        folder = root / task_dir_dep(evaluation.task_dir)  # the user's task folder, a DVC dependency
         per_task[name] = {u: round(utility(u, correct, answers, folder), 6) for u in names}
     objective = sum(v[settings.utility] for v in per_task.values()) / len(per_task) if per_task else math.nan
     inference_cost = sum(lm.instance_cost(instance) for instance in lm.usage)
-    pruned = lm.pruned_after is not None
+    pruned = lm.pruned_after is not None or (instance_wise is not None and instance_wise.stopped_by is not None)
+    # what rule 1 learns: over the budget (rule 2 stopped it), within it (it ran to the end, rule 1 knew it, or rule
+    # 2 said so before the evaluation pruner stopped it), or nothing (stopped before rule 2's verdict)
+    if lm.pruned_after is not None:
+        valid: bool | None = False
+    elif not pruned or budget is None or any(c["verdict"] == "valid" for c in lm.checks):
+        valid = True
+    else:
+        valid = None
     metrics = {
         "state": "pruned" if pruned else "complete",
         "score": None if pruned else round(objective, 6) if math.isfinite(objective) else None,
         "utility": settings.utility,
         "tasks": per_task,  # of a pruned trial: on the instances it sampled
         "cost": cost(records, inference_cost),
-        "budget": budget_record(settings, lm.checks, valid=not pruned, checked=budget is not None),
+        "budget": budget_record(settings, lm.checks, valid=valid, checked=budget is not None),
         "generation": settings_record(settings),
         "lm_eval": {
             "versions": dict(sorted({**dict.fromkeys(evaluation.tasks), **results.get("versions", {})}.items())),
@@ -162,10 +210,18 @@ def generate(
             "datasets": datasets,
         },
     }
+    if instance_wise is not None:
+        metrics["evaluation"] = evaluation_record(instance_wise)
+        values = instance_wise.values
     if pruned:
-        metrics["reason"] = rule2_reason(lm.checks[-1], settings.inference_budget)
+        metrics["reason"] = (
+            eval_reason(instance_wise)
+            if lm.pruned_after is None and instance_wise is not None
+            else rule2_reason(lm.checks[-1], settings.inference_budget)
+        )
         metrics["partial_score"] = round(objective, 6)
-    return metrics, records, {"reused_responses": lm.reused, "sampled_tokens": lm.sampled_tokens}
+    spent = {"reused_responses": lm.reused, "sampled_tokens": lm.sampled_tokens}
+    return metrics, records, spent, values
 
 
 def settings_record(settings: GenerateSection) -> dict[str, Any]:
@@ -230,6 +286,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     trial.dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]]
     spent: dict[str, Any]
+    values: list[tuple[tuple[str, int], float]] = []
     decided = record.get("budget") or {}  # EcoOptiGen's rule 1, decided and recorded before the trial ran
     trained = json.loads(trial.train_metrics.read_text()) if params.campaign.trains else {"state": "complete"}
     if trained["state"] != "complete":  # a joint trial whose training failed (diverged): nothing to sample from
@@ -237,7 +294,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
     elif decided.get("decision") == "prune":
         metrics, records, spent = pruned_without_generation(settings, decided["reason"]), [], {}
     else:
-        metrics, records, spent = generate(
+        metrics, records, spent, values = generate(
             resolve_checkpoint(paths.base_model),
             params.eval,
             settings,
@@ -247,12 +304,15 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
             check_budget=decided.get("decision") != "valid",
             adapter=trial.adapter if params.campaign.trains else None,  # a joint trial samples with its own adapter
             precision=(params.trial_train(record["params"]) if params.campaign.trains else params.train).precision,
+            instance_wise=eval_stop_for(paths, params, trial_id, record),
         )
-    # a new file, never the old one rewritten in place: that may be a read-only hard link into DVC's cache
+    # new files, never the old ones rewritten in place: they may be read-only hard links into DVC's cache
     trial.responses.unlink(missing_ok=True)
     with trial.responses.open("w") as f:
         for line in records:
             f.write(json.dumps(line, sort_keys=True) + "\n")
+    trial.instances.unlink(missing_ok=True)
+    trial.instances.write_text(instances_jsonl(values))
     write_json(trial.metrics, metrics)
     return {**metrics, **spent}
 

@@ -283,6 +283,20 @@ SEARCH_BAD = [
         {"campaign.objectives": ["score", "train_tokens"], "campaign.sampler": "skopt"},
         "which does not take sampler skopt",
     ),
+    # instance-wise pruning of evaluation (eval.pruner)
+    ({"eval.pruner": {"name": "wilcoxon", "chunk": 0}}, "eval.pruner.chunk: got 0"),
+    ({"eval.pruner": {"name": "wilcoxon", "chunk": -5}}, "eval.pruner.chunk: got -5"),
+    ({"eval.pruner": {"name": "wilcoxon", "alpha": 0.05}}, "eval.pruner.alpha"),
+    ({"eval.pruner": {"name": "wilcoxon", "p_threshold": 1.5}}, "eval.pruner.p_threshold: got 1.5"),
+    ({"eval.pruner": {"name": "hyperband"}}, "eval.pruner.name: got 'hyperband'"),
+    (
+        {"eval.pruner": {"name": "wilcoxon", "chunk": 20}, "eval.limit": 10},
+        "eval: eval.limit: got 10, below eval.pruner.chunk (20)",
+    ),
+    (
+        {"eval.pruner": {"name": "wilcoxon"}, "campaign.objectives": ["score", "train_tokens"], "campaign.pruner": None},
+        "eval.pruner: campaign.objectives ['score', 'train_tokens'] has no one best trial",
+    ),
 ]
 
 

@@ -235,7 +235,7 @@ def test_recording_a_trial_writes_only_its_own_files(tmp_path: Path) -> None:
     assert stages["train_lora"]["wdir"] == "../../../.."  # run from the workspace, as the root stages are
     assert stages["train_lora"]["cmd"] == "python -m stages.train_lora --campaign c --trial t003"
     assert stages["train_lora"]["params"][0] == {"campaigns/c/trials/t003/trial.yaml": ["t003"]}
-    assert stages["score"]["params"][0] == {"campaigns/c/trials/t003/trial.yaml": ["t003.seeds.eval"]}
+    assert stages["score"]["params"][0] == {"campaigns/c/trials/t003/trial.yaml": ["t003"]}
     assert "campaigns/c/trials/t003/adapter" in stages["score"]["deps"]
 
     record_failure(paths, "t003", "RuntimeError: boom")

@@ -189,7 +189,7 @@ def test_a_users_utility_function_scores_a_generation(
     monkeypatch.chdir(ws)
     evaluation = EvalSection(tasks=["tinytopic_gen"], metric="exact_match", limit=6, batch_size=8)
     settings = GenerateSection(temperature=1.0, n=3, max_new_tokens=4, utility="mine.py:at_least_half")
-    metrics, records, _ = generate(paths.base_model, evaluation, settings, paths.tasks, 1, 2)
+    metrics, records, _, _ = generate(paths.base_model, evaluation, settings, paths.tasks, 1, 2)
     by_hand = sum(2 * sum(r["correct"] for r in x["responses"]) >= 3 for x in records) / len(records)
     assert len(records) == 6 and metrics["utility"] == "mine.py:at_least_half"
     assert metrics["score"] == metrics["tasks"]["tinytopic_gen"]["mine.py:at_least_half"] == round(by_hand, 6)

@@ -134,6 +134,7 @@ def _trials_table(table: pd.DataFrame) -> str:
             "val_loss",
             "gen_tokens",
             "inference_cost",
+            "evaluated",
             "reason",
         )
         if c in table.columns

@@ -2,17 +2,16 @@
 report all read.
 
 Columns: `trial`, `baseline`, `state` (complete, failed, pruned, interrupted, running, or prior for a warm-start
-observation),
-`score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (with a pruner: the optimizer steps
-it trained, fewer than `train.max_steps` for a pruned trial), `lora_params` (when an objective: the adapter's
-weights) and `val_loss` (fine-tuning trials), `gen_tokens`
-and `inference_cost` (generation trials: the prompt and response tokens the trial's sampling spent, and its
-cost in the budget's units: tokens, or money with prices), `reason`, `warm_start_from`, and
-`train_tokens_total` and `inference_cost_total` (with a budget: the campaign's running totals, in trial order),
-`feasible`
-(with `campaign.constraints`) and `pareto` (on the Pareto front, with several `campaign.objectives`), and
-`wall_seconds` (the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so
-the report keeps it out of `trials.csv`, which a rebuild reproduces byte for byte).
+observation), `score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (with a pruner: the
+optimizer steps it trained, fewer than `train.max_steps` for a pruned trial), `lora_params` (when an objective: the
+adapter's weights) and `val_loss` (fine-tuning trials), `gen_tokens` and `inference_cost` (generation trials: the
+prompt and response tokens the trial's sampling spent, and its cost in the budget's units: tokens, or money with
+prices), `evaluated` (with `eval.pruner`: the instances the trial's score or generate stage evaluated, fewer than
+all for a trial the pruner stopped), `reason`, `warm_start_from`, and `train_tokens_total` and
+`inference_cost_total` (with a budget: the campaign's running totals, in trial order), `feasible` (with
+`campaign.constraints`) and `pareto` (on the Pareto front, with several `campaign.objectives`), and `wall_seconds`
+(the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so the report keeps it out of
+`trials.csv`, which a rebuild reproduces byte for byte).
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ COLUMNS = [
     "val_loss",
     "gen_tokens",
     "inference_cost",
+    "evaluated",
     "reason",
     "warm_start_from",
 ]
@@ -93,6 +93,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "val_loss": trained.get("val_loss") if trained else None,
                 "gen_tokens": (scored.get("cost") or {}).get("total_tokens") if scored else None,
                 "inference_cost": (scored.get("cost") or {}).get("inference_cost") if scored else None,
+                "evaluated": (scored.get("evaluation") or {}).get("instances") if scored else None,
                 "reason": reason,
                 "warm_start_from": None,
                 "wall_seconds": lineage.get(trial, {}).get("wall_seconds"),
@@ -113,6 +114,7 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
                 "val_loss": None,
                 "gen_tokens": None,
                 "inference_cost": None,
+                "evaluated": None,
                 "reason": None,
                 "warm_start_from": prior["source"],
                 "wall_seconds": None,
@@ -131,8 +133,11 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
     asked = {
         "train_steps": bool(campaign.get("pruner")) or "train_steps" in (campaign.get("objectives") or []),
         "lora_params": "lora_params" in campaign.get("objectives", []),
+        "evaluated": bool((declared.get("eval") or {}).get("pruner")),
     }
     table = table.drop(columns=[c for c, shown in asked.items() if not shown and c in table.columns])
+    if "evaluated" in table.columns:
+        table["evaluated"] = table["evaluated"].astype("Int64")  # a count, blank where nothing was evaluated
     if any((campaign.get("stop_after") or {}).values()) or campaign.get("optimization_budget"):
         ran = table["state"] != "prior"
         for cost in RUNNING_TOTALS:

@@ -115,6 +115,9 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
             "tasks": {t: (lm_eval.get("versions") or {}).get(t) for t in params.eval.tasks},
             "num_fewshot": params.eval.num_fewshot,
             "limit": params.eval.limit,
+            # with eval.pruner: its options, and the instances evaluated, of how many, and who stopped it
+            "pruner": params.eval.pruner.model_dump() if params.eval.pruner else None,
+            "instances": scored.get("evaluation"),
             "batch_size": params.eval.batch_size,
             "padding_side": lm_eval.get("padding_side"),
             "dtype": lm_eval.get("dtype"),

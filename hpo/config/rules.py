@@ -4,6 +4,7 @@ value and what was expected (`Params` runs them, in this order, when it is valid
 - the space searches only what the campaign's kind of trial can set (before the sections are read);
 - a tiny base model needs a corpus; its size bounds the LoRA rank and the training sequence;
 - a pruner needs a fixed training length with a validation before its end;
+- an evaluation pruner needs one objective (one best trial to pair with);
 - every end of every dimension is a valid setting of its section.
 """
 
@@ -113,6 +114,15 @@ def pruner_fits_training(params: Params) -> None:
         )
 
 
+def eval_pruner_fits_campaign(params: Params) -> None:
+    """The evaluation pruner pairs a trial with the study's one best trial: a single-objective campaign."""
+    if params.eval.pruner is not None and params.campaign.multi_objective:
+        raise ValueError(
+            f"eval.pruner: campaign.objectives {params.campaign.objectives} has no one best trial to compare with "
+            "(Optuna's WilcoxonPruner is single-objective); expected one objective, or no eval.pruner"
+        )
+
+
 def space_fits_settings(params: Params) -> None:
     """Each end of every dimension is a valid setting (an int field needs an int dimension)."""
     for name, dim in params.space.items():
@@ -131,4 +141,10 @@ def space_fits_settings(params: Params) -> None:
 
 
 # What `Params` checks once its sections are read, in this order (the first rule broken is the error reported).
-AFTER_SECTIONS = (model_source_given, tiny_model_fits, pruner_fits_training, space_fits_settings)
+AFTER_SECTIONS = (
+    model_source_given,
+    tiny_model_fits,
+    pruner_fits_training,
+    eval_pruner_fits_campaign,
+    space_fits_settings,
+)

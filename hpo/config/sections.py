@@ -363,6 +363,18 @@ class TrainSection(_Section):
     lora_head: bool = False
 
 
+class WilcoxonEvalPruner(_Section):
+    """Optuna's `WilcoxonPruner`, asked while a trial is evaluated: the instances are evaluated in one shuffled
+    order fixed by the campaign seed (the same for every trial, so the test is paired), `chunk` at a time; after
+    each chunk a paired signed-rank test against the best trial so far on the same instances stops a trial that is
+    worse with p < p_threshold. The number of instances evaluated is recorded with the trial."""
+
+    name: Literal["wilcoxon"]
+    p_threshold: float = Field(default=0.1, gt=0, lt=1, description="stop a trial worse than the best at this p")
+    n_startup_steps: int = Field(default=2, ge=0, description="instances paired with the best before any stop")
+    chunk: int = Field(default=10, gt=0, description="instances evaluated between two questions to the pruner")
+
+
 class EvalSection(_Section):
     """The objective: lm-eval tasks, the metric to optimise and how to compute it."""
 
@@ -374,6 +386,20 @@ class EvalSection(_Section):
     num_fewshot: int = Field(default=0, ge=0)
     task_dir: Path | None = Field(default=None, description="extra lm-eval task folder; the data stage's by default")
     include_default_tasks: bool = Field(default=False, description="index lm-eval's built-in tasks (mmlu, hellaswag)")
+    pruner: WilcoxonEvalPruner | None = Field(
+        default=None,
+        description="instance-wise pruning of a trial's evaluation (score and generate stages): stop evaluating a "
+        "trial once a paired test says it is worse than the best trial on the instances evaluated so far",
+    )
+
+    @model_validator(mode="after")
+    def _check_pruner(self) -> EvalSection:
+        if self.pruner is not None and self.limit is not None and self.limit < self.pruner.chunk:
+            raise ValueError(
+                f"eval.limit: got {self.limit}, below eval.pruner.chunk ({self.pruner.chunk}); expected at least one "
+                "chunk of instances per task before the pruner is asked"
+            )
+        return self
 
 
 class Prices(_Section):

@@ -219,10 +219,14 @@ class Campaign:
                 )
             elif result["state"] == "pruned":  # the pruner's decision, or EcoOptiGen's (over the inference budget)
                 trial.study_trial.set_user_attr("prune_reason", result.get("reason"))
+                # the score on the instances evaluated, for TPE to rank pruned trials by (rule 2's subset, or the
+                # evaluation pruner's instances); not with a training pruner, whose steps hold validation losses
                 checks = (result.get("budget") or {}).get("checks") or []
+                evaluated = (result.get("evaluation") or {}).get("instances")
+                step = checks[-1]["size"] if checks else evaluated
                 single = not self.params.campaign.multi_objective and self.params.campaign.pruner is None
-                if result.get("partial_score") is not None and checks and single:  # (a pruner's steps are losses)
-                    trial.study_trial.report(result["partial_score"], step=checks[-1]["size"])
+                if result.get("partial_score") is not None and step and single:
+                    trial.study_trial.report(result["partial_score"], step=step)
                 self.study.tell(trial.study_trial, state=optuna.trial.TrialState.PRUNED)
             else:
                 trial.study_trial.set_user_attr("fail_reason", result["reason"])

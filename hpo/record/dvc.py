@@ -29,6 +29,10 @@ class StageError(RuntimeError):
         super().__init__(message)
         self.transient = transient
 
+    def __reduce__(self) -> tuple[type[StageError], tuple[str, bool]]:
+        # (an exception pickles as its class and args: a worker's failure reaches the campaign through Dask)
+        return type(self), (str(self), self.transient)
+
 
 def repro(targets: list[str], log_file: Path, *, single_item: bool = False) -> None:
     """Runs `dvc repro <targets>`, appending its output to `log_file`.

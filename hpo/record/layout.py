@@ -152,6 +152,11 @@ class TrialPaths:
         return self.dir / "metrics.json"
 
     @property
+    def instances(self) -> Path:
+        """`instances.jsonl`: each evaluated instance's value (`{task, doc_id, value}`), in evaluation order."""
+        return self.dir / "instances.jsonl"
+
+    @property
     def responses(self) -> Path:
         return self.dir / "responses.jsonl"
 

@@ -221,6 +221,14 @@ def record_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -
         write_yaml(paths.trial(trial).decision, {trial: {**read_trial(paths, trial), "pruned": decision}})
 
 
+def record_eval_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -> None:
+    """Adds the evaluation pruner's decision (`{instances, by}`) to a trial's record, while the trial is evaluated:
+    its scoring stage depends on its record, so DVC records the trial with the instances it evaluated and a
+    rebuild evaluates exactly those."""
+    with records_lock(paths.root):
+        write_yaml(paths.trial(trial).decision, {trial: {**read_trial(paths, trial), "eval_pruned": decision}})
+
+
 def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any], forget: tuple[str, ...] = ()) -> None:
     """Adds to a trial's lineage (its `lineage.yaml`: code revision, library versions, hashes, wall times, costs),
     without the keys in `forget` (what no longer holds)."""

@@ -190,7 +190,7 @@ def rule1(params: Params, values: dict[str, Any], records: Iterable[Mapping[str,
         }
     knowledge = Knowledge()
     for record in records:
-        if record:
+        if record and record["valid"] is not None:  # (None: stopped by the evaluation pruner before a verdict)
             knowledge.region(tuple(record["region"])).learn(record["max_new_tokens"], record["n"], record["valid"])
     settings = params.trial_generate(values)
     key = region(settings.template, settings.stop)
@@ -209,7 +209,7 @@ def rule1(params: Params, values: dict[str, Any], records: Iterable[Mapping[str,
 
 
 def check_on_growing_subsets(
-    total: int, budget: Budget, average_prompt_cost: float, sample: Callable[[int, int], list[float]]
+    total: int, budget: Budget, average_prompt_cost: float, sample: Callable[[int, int], list[float] | None]
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Rule 2 while a configuration generates: the prompts' cost is known for every instance before any generation
     (their average, as FLAML's avg_input_tokens), so the subsets compare what the configuration decides — its
@@ -221,7 +221,8 @@ def check_on_growing_subsets(
         average_prompt_cost: the prompts' average cost over all `total` instances.
         sample: samples the instances from index `start` up to `stop` (`sample(start, stop)`) and returns the cost
             of each one's responses; called for the first 1, 2, 4, … instances in turn, and once for all the rest
-            when a subset is clearly within the budget.
+            when a subset is clearly within the budget; None when something else stopped the evaluation (the
+            evaluation pruner, `eval.pruner`): the checks end there, without a verdict of rule 2's.
 
     Returns:
         The checks made, as the trial's metrics record them, and the number of instances sampled when a subset
@@ -231,7 +232,10 @@ def check_on_growing_subsets(
     costs: list[float] = []
     checks: list[dict[str, Any]] = []
     for size in subset_sizes(total) if total else []:
-        costs += sample(len(costs), size)
+        sampled = sample(len(costs), size)
+        if sampled is None:
+            return checks, None
+        costs += sampled
         average = sum(costs[:size]) / size
         said = verdict(average, size, total, left) if left > 0 else "invalid"
         checks.append(
@@ -264,7 +268,7 @@ def rule2_reason(check: Mapping[str, Any], inference_budget: float | None) -> st
 
 
 def budget_record(
-    settings: GenerateSection, checks: list[dict[str, Any]], valid: bool, checked: bool
+    settings: GenerateSection, checks: list[dict[str, Any]], valid: bool | None, checked: bool
 ) -> dict[str, Any]:
     """What rule 1 learns from a trial (its region, max_new_tokens, n and whether it kept the budget) and how
     rule 2 decided: the `budget` of the trial's metrics, which `rule1` reads back."""
