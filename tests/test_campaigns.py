@@ -53,7 +53,8 @@ pytestmark = pytest.mark.slow(weight=10)
 
 MAX_STEPS, INTERVAL = 16, 4
 TOKEN_LIMIT = 2500  # 8 steps of 4 examples: ~1,870 tokens with gradient accumulation 1, ~3,740 with 2
-BUDGET, B_O = 75.0, 6000.0  # inference tokens per instance (a prompt is ~55); optimisation budget in tokens
+BUDGET, B_O = 75.0, 7000.0  # inference tokens per instance (a prompt is ~55); optimisation budget in tokens
+CHUNK = 4  # the generation campaign's eval.pruner: Wilcoxon after every 4 instances of 24
 E2E = ("baseline", "t000", "t001", "t002", "t003", "t004", "t005")
 
 
@@ -69,6 +70,7 @@ def _declarations(ws: Path, scheduler: str) -> list[Path]:
             "stop_after": {"wall_seconds": 10**6},  # never reached: trials.csv shows running totals
         },
         train={"max_steps": MAX_STEPS, "eval_interval": INTERVAL},
+        eval={"pruner": {"name": "wilcoxon", "chunk": 10}},  # beside the median pruner: scored 10 at a time
     )
     mo = declare(
         ws,
@@ -99,8 +101,9 @@ def _declarations(ws: Path, scheduler: str) -> list[Path]:
         ws,
         "gen",
         base="params.generation.yaml",
-        campaign={**runs, "n_trials": 6, "n_init": 2, "optimization_budget": B_O},
+        campaign={**runs, "n_trials": 8, "n_init": 2, "optimization_budget": B_O},
         generate={"inference_budget": BUDGET},  # n × new tokens <= ~20
+        eval={"pruner": {"name": "wilcoxon", "chunk": CHUNK}},
         data={"replace": {**e2e_data, "n_eval": 24}},
         model={"replace": {"trial": "ft@best"}},  # resolved when the campaign starts: ft/t000
     )
@@ -136,7 +139,7 @@ def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: 
     study = open_study(paths, load_params(paths.params))
     trials = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
     assert sorted(records) == list(E2E) and sorted(trials) == list(E2E[1:])
-    pruned = [tid for tid, t in trials.items() if t.state == optuna.trial.TrialState.PRUNED]
+    pruned = [tid for tid in records if "pruned" in records[tid]]  # by the median pruner, while training
     assert pruned, "the median pruner stopped at least one of the 4 proposed trials"
     assert all(int(tid[1:]) >= 2 for tid in pruned), "the design points ran to the end (n_startup_trials: 2)"
     design = json.loads(paths.design.read_text())
@@ -161,8 +164,17 @@ def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: 
             assert not out.merged.exists(), "nothing merged or scored"
             # the loss the pruner saw is the trial's validation loss at that step, negated (the campaign maximises)
             assert trial.intermediate_values[steps[-1]] == pytest.approx(-trained["val_loss"], abs=1e-5)
+        elif "eval_pruned" in records[tid]:  # Wilcoxon stopped its scoring after a chunk, worse than the best
+            evaluated = records[tid]["eval_pruned"]["instances"]
+            assert metrics["state"] == rows[tid]["state"] == "pruned" and metrics["score"] is None
+            assert evaluated % 10 == 0 and evaluated < 60 == metrics["evaluation"]["of"]
+            assert int(rows[tid]["evaluated"]) == evaluated == len(out.instances.read_text().splitlines())
         else:
             assert metrics["state"] == "complete" and 0.0 <= metrics["score"] <= 1.0
+            # scored in the campaign's order, 10 instances at a time: every instance's acc, their mean the score
+            values = [json.loads(x)["value"] for x in out.instances.read_text().splitlines()]
+            assert metrics["evaluation"] == {"instances": 60, "of": 60, "saved": 0.0}
+            assert sum(values) / 60 == pytest.approx(metrics["score"], abs=1e-6) and rows[tid]["evaluated"] == "60"
             # a trial records its adapter; only the best is merged (the checkpoint best.json points at)
             assert (out.merged / "lit_model.pth").is_file() == (tid == best["best"]["trial"])
             assert "pruned" not in records[tid] and trained["steps"] == MAX_STEPS
@@ -344,13 +356,22 @@ def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_pr
         max_new = recorded[trial]["params"]["max_new_tokens"]
         assert all(r["tokens"] <= max_new for x in lines for r in x["responses"])
         budget = metrics["budget"]
-        assert (budget["n"], budget["max_new_tokens"], budget["valid"]) == (n, max_new, metrics["state"] == "complete")
+        assert (budget["n"], budget["max_new_tokens"]) == (n, max_new)
         decision = recorded[trial]["budget"]["decision"]  # EcoOptiGen's rule 1, recorded before the trial ran
+        values = {(x["task"], x["doc_id"]): x["value"] for x in map(json.loads, out.instances.read_text().splitlines())}
+        assert set(values) == {(x["task"], x["doc_id"]) for x in lines}  # each sampled instance's utility
         if metrics["state"] == "complete":
-            assert len(lines) == 24 and 0.0 <= metrics["score"] <= 1.0
+            assert len(lines) == 24 and 0.0 <= metrics["score"] <= 1.0 and budget["valid"] is True
             # the score is the success rate of the judged responses
             rates = [1 - (1 - sum(r["correct"] for r in x["responses"]) / n) ** n for x in lines]
             assert metrics["score"] == pytest.approx(sum(rates) / len(rates), abs=1e-6)
+            assert sum(values.values()) / 24 == pytest.approx(metrics["score"], abs=1e-5)
+        elif "eval_pruned" in recorded[trial]:  # Wilcoxon: worse than the best on the instances sampled so far
+            evaluated = recorded[trial]["eval_pruned"]["instances"]
+            assert metrics["reason"].startswith("pruned by eval.pruner wilcoxon (p_threshold=0.1")
+            assert metrics["reason"].endswith(f"after {evaluated} of 24 instances") and metrics["score"] is None
+            assert len(lines) == evaluated == metrics["evaluation"]["instances"] and evaluated % CHUNK == 0
+            assert budget["valid"] is not False, "rule 1 learns nothing over the budget from it"
         elif decision == "prune":  # rule 1: nothing sampled
             assert lines == [] and "rule 1" in metrics["reason"] and metrics["score"] is None
         else:  # rule 2: stopped on a subset, over the budget by more than the margin
@@ -360,10 +381,11 @@ def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_pr
             assert last["average_response_cost"] > last["response_budget"] * (1 + last["margin"])
             assert last["response_budget"] == pytest.approx(BUDGET - last["average_prompt_cost"], abs=1e-5)
     assert "pruned" in states.values() and list(states.values()).count("complete") >= 2, states
+    assert any("eval_pruned" in r for r in recorded.values()), "Wilcoxon stopped a trial (beside EcoOptiGen's rules)"
     assert recorded["baseline"]["params"]["temperature"] == params.generate.temperature == 0.0
     # the optimisation budget: each proposal came while the spend was under B.o, and proposing stopped then
     costs = [json.loads(paths.trial(t).metrics.read_text())["cost"]["inference_cost"] for t in ran]
-    assert len(ran) - 1 < 6, "stopped before n_trials"
+    assert len(ran) - 1 < 8, "stopped before n_trials"
     assert sum(costs[:-1]) < B_O <= sum(costs), costs
     out = (ws / "gen.out").read_text()
     assert f"stopped proposing: campaign.optimization_budget: {sum(costs):g} of {B_O:g} spent" in out
@@ -379,7 +401,11 @@ def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_pr
     assert [r["trial"] for r in rows] == ran
     assert "gen_tokens" in rows[0] and "train_tokens" not in rows[0]
     assert [r["state"] for r in rows] == list(states.values())
-    assert all(r["reason"].startswith("pruned by EcoOptiGen") for r in rows if r["state"] == "pruned")
+    assert all(r["reason"].startswith(("pruned by EcoOptiGen", "pruned by eval.pruner")) for r in rows if r["reason"])
+    evaluated = {
+        t: (json.loads(paths.trial(t).metrics.read_text()).get("evaluation") or {}).get("instances") for t in ran
+    }
+    assert [r["evaluated"] for r in rows] == ["" if evaluated[t] is None else str(evaluated[t]) for t in ran]
     best = json.loads((paths.report / "best.json").read_text())
     assert best["metric"].startswith("mean success_rate of exact_match")
     assert best["artefacts"]["responses"].endswith("responses.jsonl")
@@ -390,7 +416,7 @@ def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_pr
     # the HTML report lists every searched trial with its state, cost and why it was pruned; compare counts them
     page = render(["gen"], ws)
     pruned_rows = [r for r in rows if r["state"] == "pruned"]
-    assert "<h2>Trials: gen</h2>" in page and page.count("pruned by EcoOptiGen") == len(pruned_rows)
+    assert "<h2>Trials: gen</h2>" in page and page.count("pruned by ") == len(pruned_rows)
     summary, diff = compare(["gen", "jnt"], ws)
     assert summary.set_index("campaign").loc["gen", "pruned"] == len(pruned_rows)
     assert "campaign.optimization_budget" in set(diff["setting"])
@@ -497,8 +523,9 @@ def test_warm_start_then_a_training_budget_stops_proposing(ws: Path, engines: En
 def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(ws: Path, tmp_path: Path) -> None:
     """The record is committed to git as a user would (decisions, dvc.lock, lineage, the small metrics and report
     files; artefacts stay out of git). In a clone with an empty DVC cache, `dvc repro -f` rebuilds a complete and a
-    pruned fine-tuning trial (the pruned one trained to its recorded step: no study, no pruner), a complete and a
-    rule-2-pruned generation trial (on the fine-tuning trial it names, rebuilt first) and a joint trial;
+    pruned fine-tuning trial (the pruned one trained to its recorded step: no study, no pruner), a complete, a
+    rule-2-pruned and a Wilcoxon-pruned generation trial (on the fine-tuning trial it names, rebuilt first; the
+    Wilcoxon-pruned one sampled on exactly the instances its record names, without a study) and a joint trial;
     afterwards `git status` shows nothing changed (metrics, losses, responses and dvc.lock — so every weight file's
     hash — are byte-identical) and no wall time leaks into a versioned file."""
     records = {c: read_trials(CampaignPaths(c, ws)) for c in ("e2e", "gen")}
@@ -506,12 +533,14 @@ def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(w
     gen_states = {
         t: json.loads((ws / f"campaigns/gen/trials/{t}/metrics.json").read_text())["state"] for t in records["gen"]
     }
-    gen_pruned = next(t for t, s in gen_states.items() if s == "pruned")
+    gen_pruned = next(t for t, s in gen_states.items() if s == "pruned" and "eval_pruned" not in records["gen"][t])
+    wilcoxon = next(t for t in records["gen"] if "eval_pruned" in records["gen"][t])
     targets = [
         trial_stage("e2e", "t001", "score"),
         trial_stage("e2e", pruned, "score"),
         trial_stage("gen", "t000", "generate"),
         trial_stage("gen", gen_pruned, "generate"),
+        trial_stage("gen", wilcoxon, "generate"),
         trial_stage("jnt", "t001", "generate"),
     ]
     clone = clean_clone(ws, tmp_path / "clone")
@@ -529,6 +558,9 @@ def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(w
         "campaigns/ft/merged/t000/lit_model.pth",
         "campaigns/gen/trials/t000/responses.jsonl",
         f"campaigns/gen/trials/{gen_pruned}/responses.jsonl",
+        f"campaigns/gen/trials/{wilcoxon}/responses.jsonl",
+        f"campaigns/gen/trials/{wilcoxon}/instances.jsonl",
+        "campaigns/e2e/trials/t001/instances.jsonl",
         "campaigns/jnt/trials/t001/responses.jsonl",
     ):
         assert (clone / path).read_bytes() == (ws / path).read_bytes(), path
