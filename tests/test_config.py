@@ -294,7 +294,11 @@ SEARCH_BAD = [
         "eval: eval.limit: got 10, below eval.pruner.chunk (20)",
     ),
     (
-        {"eval.pruner": {"name": "wilcoxon"}, "campaign.objectives": ["score", "train_tokens"], "campaign.pruner": None},
+        {
+            "eval.pruner": {"name": "wilcoxon"},
+            "campaign.objectives": ["score", "train_tokens"],
+            "campaign.pruner": None,
+        },
         "eval.pruner: campaign.objectives ['score', 'train_tokens'] has no one best trial",
     ),
 ]
