@@ -12,8 +12,8 @@ Evaluation is pruned instance by instance (`eval.pruner`: Optuna's `WilcoxonPrun
 instances — lm-eval's (task, doc_id) — are evaluated in one order fixed by the campaign seed (`InstanceWise.order`:
 the same for every trial, so results pair up), `chunk` at a time; after each chunk the pruner compares the
 instances' values so far with the best trial's on the same instances (a paired signed-rank test) and may stop the
-trial. The number of instances evaluated is then written into the trial's record (`eval_pruned: {instances, of,
-by, best}`) before the stage finishes: `dvc repro` evaluates exactly those, in the same chunks, without a study.
+trial. The number of instances evaluated is then written into the trial's record (`eval_pruned: {instances, by}`)
+before the stage finishes: `dvc repro` evaluates exactly those, in the same chunks, without a study.
 """
 
 from __future__ import annotations
@@ -196,7 +196,6 @@ class InstanceWise:
             self.values += [(i, self.judge(i, r)) for i, r in self._pending]
             self._pending = []
             self.stopped_by = self.stop(self.values)
-
 
     def flush(self) -> None:
         """Judges the instances evaluated since the last full chunk, without asking `stop` (rule 2 stopped the
