@@ -3,6 +3,7 @@ the default fine-tuning campaign, against no pruning and EcoOptiGen's inference 
 
     python bench/eval_pruning.py                    # both campaigns, 12 trials each (~30 min on 2 cores)
     python bench/eval_pruning.py --trials 8 --skip-finetune
+    python bench/eval_pruning.py --keep; python bench/eval_pruning.py --workspace <kept> --chunk 5   # other options
 
 Every way is `campaign run` in one fresh clone, same seed, with the random sampler (as bench/generation_pruning.py:
 every way proposes the same configurations in the same order, so what differs is only what pruning stopped):
@@ -49,18 +50,19 @@ WILCOXON = {"name": "wilcoxon", "p_threshold": 0.1, "n_startup_steps": 2, "chunk
 def run(ws: Path, raw: dict[str, Any]) -> dict[str, Any]:
     """Runs the declared campaign in `ws`; its trials table rows, records and per-trial stage seconds."""
     name = raw["campaign"]["name"]
-    (ws / f"{name}.yaml").write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect")}
     began = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--params", f"{name}.yaml"],
-        cwd=ws,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode:
-        raise RuntimeError(f"campaign run --params {name}.yaml failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+    if not (ws / f"campaigns/{name}/report/trials.csv").is_file():  # (else: run by an earlier bench, read it)
+        (ws / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+        env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect")}
+        out = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "run", "--params", f"{name}.yaml"],
+            cwd=ws,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode:
+            raise RuntimeError(f"campaign run --params {name}.yaml failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
     with (ws / f"campaigns/{name}/report/trials.csv").open() as f:
         rows = {r["trial"]: r for r in csv.DictReader(f)}
     paths = CampaignPaths(name, ws)
@@ -130,10 +132,26 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="B.i: tokens per instance (generation)")
     parser.add_argument("--skip-finetune", action="store_true", help="generation only (on a quick fine-tuned model)")
     parser.add_argument("--keep", action="store_true", help="keep the workspace")
+    parser.add_argument("--chunk", type=int, default=WILCOXON["chunk"], help="eval.pruner.chunk")
+    parser.add_argument("--p-threshold", type=float, default=WILCOXON["p_threshold"], help="eval.pruner.p_threshold")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="a workspace an earlier run kept: campaigns already there are read, not run again (generation ways "
+        "with other pruner options are new campaigns, named by them)",
+    )
     args = parser.parse_args()
-    ws = Path(tempfile.mkdtemp(prefix="bench-eval-pruning-")) / "ws"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
+    WILCOXON.update({"chunk": args.chunk, "p_threshold": args.p_threshold})
+    if args.workspace is not None:
+        ws = args.workspace.resolve()
+    else:
+        ws = Path(tempfile.mkdtemp(prefix="bench-eval-pruning-")) / "ws"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(ws)], check=True)
     print(f"workspace {ws}", flush=True)
+    tag = (
+        "" if (args.chunk, args.p_threshold) == (10, 0.1) else f"_c{args.chunk}_p{args.p_threshold:g}".replace(".", "")
+    )
     plain = {"n_trials": args.trials, "n_init": 0, "sampler": "random", "baseline": False}
 
     finetune: dict[str, dict[str, Any]] = {}
@@ -158,7 +176,7 @@ def main() -> None:
     ways_gen["both"] = (args.budget, WILCOXON)
     for way, (budget, pruner) in ways_gen.items():
         raw = json.loads(json.dumps(gen_base))
-        raw["campaign"].update({**plain, "name": f"gen_{way}"})
+        raw["campaign"].update({**plain, "name": f"gen_{way}{tag if pruner else ''}"})
         raw["model"] = {"trial": "ft_none@best"}
         raw["generate"]["inference_budget"] = budget
         raw["eval"]["pruner"] = pruner
