@@ -141,6 +141,7 @@ def main() -> None:
         help="a workspace an earlier run kept: campaigns already there are read, not run again (generation ways "
         "with other pruner options are new campaigns, named by them)",
     )
+    parser.add_argument("--tag", default="", help="a suffix for the generation ways' campaigns: run them again")
     args = parser.parse_args()
     WILCOXON.update({"chunk": args.chunk, "p_threshold": args.p_threshold})
     if args.workspace is not None:
@@ -176,7 +177,7 @@ def main() -> None:
     ways_gen["both"] = (args.budget, WILCOXON)
     for way, (budget, pruner) in ways_gen.items():
         raw = json.loads(json.dumps(gen_base))
-        raw["campaign"].update({**plain, "name": f"gen_{way}{tag if pruner else ''}"})
+        raw["campaign"].update({**plain, "name": f"gen_{way}{tag if pruner else ''}{args.tag}"})
         raw["model"] = {"trial": "ft_none@best"}
         raw["generate"]["inference_budget"] = budget
         raw["eval"]["pruner"] = pruner
