@@ -158,14 +158,11 @@ def generate(
             responses = list(sample["resps"][0])
             judged = judge(name, sample["doc"], responses)
             correct.append(judged)
-            if instance_wise is None:
-                values.append(
-                    (
-                        (name, int(sample["doc_id"])),
-                        utility(settings.utility, [judged], [[r.strip() for r in responses]], folder),
-                    )
-                )
             answers.append([r.strip() for r in responses])
+            if instance_wise is None:  # each instance's utility (with eval.pruner: computed as it was sampled)
+                values.append(
+                    ((name, int(sample["doc_id"])), utility(settings.utility, [judged], answers[-1:], folder))
+                )
             used = lm.usage[(name, int(sample["doc_id"]))]
             records.append(
                 {
