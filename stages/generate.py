@@ -123,10 +123,12 @@ def generate(
             judged.append(float(values[evaluation.metric]) > 0)
         return judged
 
+    judged_as_sampled: dict[tuple[str, int], list[bool]] = {}  # with eval.pruner: judged once, as sampled
+
     def instance_utility(instance: tuple[str, int], sampled: tuple[Any, list[str]]) -> float:
         doc, responses = sampled
-        answers = [r.strip() for r in responses]
-        return utility(settings.utility, [judge(instance[0], doc, responses)], [answers], folder)
+        judged_as_sampled[instance] = judge(instance[0], doc, responses)
+        return utility(settings.utility, [judged_as_sampled[instance]], [[r.strip() for r in responses]], folder)
 
     if instance_wise is not None:
         instance_wise.judge = instance_utility
@@ -156,7 +158,9 @@ def generate(
             if (name, int(sample["doc_id"])) not in lm.usage:
                 continue  # not sampled: rule 2 or the evaluation pruner stopped on the instances before it
             responses = list(sample["resps"][0])
-            judged = judge(name, sample["doc"], responses)
+            judged = judged_as_sampled.get((name, int(sample["doc_id"])))
+            if judged is None:  # (not judged while sampled: no eval.pruner, or sampled after its last full chunk)
+                judged = judge(name, sample["doc"], responses)
             correct.append(judged)
             answers.append([r.strip() for r in responses])
             if instance_wise is None:  # each instance's utility (with eval.pruner: computed as it was sampled)
