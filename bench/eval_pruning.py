@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 
 import yaml
 from agree import check_agree  # bench/ is the script's folder, first on sys.path
+from generation_pruning import run as campaign_run
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,16 +53,7 @@ def run(ws: Path, raw: dict[str, Any]) -> dict[str, Any]:
     began = time.perf_counter()
     if not (ws / f"campaigns/{name}/report/trials.csv").is_file():  # (else: run by an earlier bench, read it)
         (ws / f"{name}.yaml").write_text(yaml.safe_dump(raw))
-        env = {**os.environ, "PREFECT_HOME": str(ws / ".prefect")}
-        out = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "run", "--params", f"{name}.yaml"],
-            cwd=ws,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if out.returncode:
-            raise RuntimeError(f"campaign run --params {name}.yaml failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+        campaign_run(ws, ws / f"{name}.yaml")
     with (ws / f"campaigns/{name}/report/trials.csv").open() as f:
         rows = {r["trial"]: r for r in csv.DictReader(f)}
     paths = CampaignPaths(name, ws)

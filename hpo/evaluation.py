@@ -210,16 +210,14 @@ def make_lm(
                 self._sample([r for i in chosen for r in by_instance[i]], outputs)
                 return [(requests[by_instance[i][0][0]].doc, [outputs[r[0]] for r in by_instance[i]]) for i in chosen]
 
-            if instance_wise is not None:  # the campaign's order, a chunk at a time until the pruner stops it
-                instances = instance_wise.order(instances)
             if budget is None:
                 if instance_wise is None:
                     sample_all(instances)
-                else:
+                else:  # the campaign's order, a chunk at a time until the pruner stops it
                     instance_wise.run(instances, sample_all)
                 return outputs
-            if instance_wise is not None:
-                instance_wise.total += len(instances)
+            if instance_wise is not None:  # rule 2's subsets in the campaign's order
+                instances = instance_wise.begin(instances)
 
             # EcoOptiGen's rule 2 (`ecooptigen.check_on_growing_subsets`): sample the first 1, 2, 4, … instances
             # until their responses' cost says whether the configuration keeps the budget (with eval.pruner, a

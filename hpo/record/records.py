@@ -214,19 +214,12 @@ def trial_stage(paths: CampaignPaths, trial: str, name: str) -> str:
     return f"{name}@{stage_key(paths.name, trial)}"
 
 
-def record_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -> None:
-    """Adds the pruner's decision (`{step, by}`) to a trial's record, while the trial trains: its training stage
-    depends on its record, so DVC records the trial with the step it stopped at and a rebuild stops there."""
-    with records_lock(paths.root):  # (a trial that trains was recorded by `record_trial`: it has its own file)
-        write_yaml(paths.trial(trial).decision, {trial: {**read_trial(paths, trial), "pruned": decision}})
-
-
-def record_eval_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any]) -> None:
-    """Adds the evaluation pruner's decision (`{instances, by}`) to a trial's record, while the trial is evaluated:
-    its scoring stage depends on its record, so DVC records the trial with the instances it evaluated and a
-    rebuild evaluates exactly those."""
-    with records_lock(paths.root):
-        write_yaml(paths.trial(trial).decision, {trial: {**read_trial(paths, trial), "eval_pruned": decision}})
+def record_pruning(paths: CampaignPaths, trial: str, decision: dict[str, Any], key: str = "pruned") -> None:
+    """Adds a pruner's decision to a trial's record while the stage it stops runs: the training pruner's (`pruned:
+    {step, by}`) or the evaluation pruner's (`eval_pruned: {instances, by}`). The stage depends on the record, so
+    DVC records the trial with where it stopped and a rebuild stops there."""
+    with records_lock(paths.root):  # (a trial that runs was recorded by `record_trial`: it has its own file)
+        write_yaml(paths.trial(trial).decision, {trial: {**read_trial(paths, trial), key: decision}})
 
 
 def record_lineage(paths: CampaignPaths, trial: str, lineage: dict[str, Any], forget: tuple[str, ...] = ()) -> None:

@@ -53,10 +53,14 @@ def make_pruner(params: Params) -> optuna.pruners.BasePruner:
 
 def describe(params: Params) -> str:
     """The pruner as a trial's record names it: `campaign.pruner median (n_startup_trials=4, …)`."""
-    spec = params.campaign.pruner
+    return _named("campaign.pruner", params.campaign.pruner)
+
+
+def _named(key: str, spec: Any) -> str:
+    """A declared pruner by its key, name and options: `<key> <name> (<option>=<value>, …)`."""
     assert spec is not None
     options = ", ".join(f"{k}={v}" for k, v in spec.model_dump(exclude={"name"}).items())
-    return f"campaign.pruner {spec.name} ({options})"
+    return f"{key} {spec.name} ({options})"
 
 
 def intermediate_value(val_loss: float, direction: str) -> float:
@@ -171,11 +175,16 @@ class InstanceWise:
         does not depend on the trial, nor on which other instances are evaluated."""
         return sorted(instances, key=lambda i: (derive_seed(self.seed, "eval-order", *i), i))
 
+    def begin(self, instances: Sequence[Instance]) -> list[Instance]:
+        """`instances` (one request type's) in the campaign's order, counted into `total`."""
+        ordered = self.order(instances)
+        self.total += len(ordered)
+        return ordered
+
     def run(self, instances: Sequence[Instance], evaluate: Callable[[list[Instance]], list[Any]]) -> None:
         """Evaluates `instances` in the campaign's order, a chunk at a time (`evaluate(chunk)` returns each one's
         results), until `stop` answers."""
-        ordered = self.order(instances)
-        self.total += len(ordered)
+        ordered = self.begin(instances)
         for start, end in self.cuts(0, len(ordered)):
             if self.stopped_by is not None:
                 return
@@ -189,28 +198,23 @@ class InstanceWise:
     def evaluated(self, chosen: list[Instance], results: list[Any]) -> None:
         """Instances just evaluated, with their results: once a chunk is full (or every instance is in), they are
         judged and `stop` is asked."""
-        assert self.judge is not None, "the stage sets the judge before lm-eval runs"
         self._pending += zip(chosen, results, strict=True)
         done = len(self.values) + len(self._pending)
         if done % self.chunk == 0 or done == self.total:
-            self.values += [(i, self.judge(i, r)) for i, r in self._pending]
-            self._pending = []
+            self.flush()
             self.stopped_by = self.stop(self.values)
 
     def flush(self) -> None:
-        """Judges the instances evaluated since the last full chunk, without asking `stop` (rule 2 stopped the
-        evaluation in the middle of a chunk: what was sampled is still judged and recorded)."""
-        assert self.judge is not None
+        """Judges the instances evaluated since the last full chunk; alone (without asking `stop`) when rule 2
+        stopped the evaluation in the middle of a chunk: what was sampled is still judged and recorded."""
+        assert self.judge is not None, "the stage sets the judge before lm-eval runs"
         self.values += [(i, self.judge(i, r)) for i, r in self._pending]
         self._pending = []
 
 
 def eval_describe(params: Params) -> str:
     """The evaluation pruner as a trial's record names it: `eval.pruner wilcoxon (p_threshold=0.1, …)`."""
-    spec = params.eval.pruner
-    assert spec is not None
-    options = ", ".join(f"{k}={v}" for k, v in spec.model_dump(exclude={"name"}).items())
-    return f"eval.pruner {spec.name} ({options})"
+    return _named("eval.pruner", params.eval.pruner)
 
 
 def never(_values: Sequence[tuple[Instance, float]]) -> str | None:
@@ -276,12 +280,13 @@ class AskEvalPruner:
             self.pruner = optuna.pruners.WilcoxonPruner(
                 p_threshold=spec.p_threshold, n_startup_steps=spec.n_startup_steps
             )
-        self._best: tuple[str, dict[Instance, float]] | None = None
+        self._paired: tuple[str, optuna.Study, dict[Instance, int]] | None = None
 
-    def _best_values(self) -> tuple[str, dict[Instance, float]] | None:
-        """The study's best complete trial and its per-instance values (read once: a better trial finishing
-        meanwhile is seen by the next trial)."""
-        if self._best is None:
+    def _pairing(self) -> tuple[str, optuna.Study, dict[Instance, int]] | None:
+        """The study's best complete trial, as an in-memory study holding it with its per-instance values (one step
+        per instance, numbered in `steps`), built once per trial (a better trial finishing meanwhile is seen by the
+        next trial); None while there is none with instances to pair with."""
+        if self._paired is None:
             try:
                 best = _study(self.paths, self.params).best_trial
             except ValueError:  # no complete trial yet
@@ -290,25 +295,27 @@ class AskEvalPruner:
             file = self.paths.trial(str(tid)).dir / "instances.jsonl" if tid else None
             if file is None or not file.is_file():  # a warm-start prior: no instances to pair with
                 return None
-            self._best = (str(tid), instance_values(file.read_text()))
-        return self._best
-
-    def __call__(self, values: Sequence[tuple[Instance, float]]) -> str | None:
-        from hpo.record.records import record_eval_pruning
-
-        try:
-            found = self._best_values()
-            if found is None:
-                return None
-            best_id, best = found
-            current = dict(values)
-            step = {key: n for n, key in enumerate(sorted(set(best) | set(current)))}
+            values = instance_values(file.read_text())
+            steps = {key: n for n, key in enumerate(sorted(values))}
             paired = optuna.create_study(direction=self.params.eval.direction)
             paired.add_trial(
-                optuna.trial.create_trial(value=0.0, intermediate_values={step[k]: v for k, v in best.items()})
+                optuna.trial.create_trial(value=0.0, intermediate_values={steps[k]: v for k, v in values.items()})
             )
+            self._paired = (str(tid), paired, steps)
+        return self._paired
+
+    def __call__(self, values: Sequence[tuple[Instance, float]]) -> str | None:
+        from hpo.record.records import record_pruning
+
+        try:
+            found = self._pairing()
+            if found is None:
+                return None
+            best_id, paired, steps = found
+            for key, _ in values:  # an instance the best trial lacks gets a step of its own: paired with nothing
+                steps.setdefault(key, len(steps))
             running = optuna.trial.create_trial(
-                state=optuna.trial.TrialState.RUNNING, intermediate_values={step[k]: v for k, v in current.items()}
+                state=optuna.trial.TrialState.RUNNING, intermediate_values={steps[k]: v for k, v in values}
             )
             if not self.pruner.prune(paired, running):
                 return None
@@ -316,7 +323,7 @@ class AskEvalPruner:
             logging.getLogger(__name__).warning("eval.pruner not asked: %s: %s", type(err).__name__, err)
             return None
         by = f"{eval_describe(self.params)}: worse than {best_id} on the same instances"
-        record_eval_pruning(self.paths, self.trial, {"instances": len(values), "by": by})
+        record_pruning(self.paths, self.trial, {"instances": len(values), "by": by}, key="eval_pruned")
         return by
 
 
