@@ -386,6 +386,10 @@ class EvalSection(_Section):
     num_fewshot: int = Field(default=0, ge=0)
     task_dir: Path | None = Field(default=None, description="extra lm-eval task folder; the data stage's by default")
     include_default_tasks: bool = Field(default=False, description="index lm-eval's built-in tasks (mmlu, hellaswag)")
+    chat_template: bool = Field(
+        default=False,
+        description="format every prompt with the tokenizer's chat template, as lm-eval's --apply_chat_template",
+    )
     pruner: WilcoxonEvalPruner | None = Field(
         default=None,
         description="instance-wise pruning of a trial's evaluation (score and generate stages): stop evaluating a "
