@@ -1,9 +1,10 @@
 """Check every input of a campaign before anything is written.
 
 `load_params` checks the params file itself; this module checks what it points at: the data file (every record,
-with its line number), the pretraining corpus, a user's litgpt checkpoint folder, the lm-eval tasks and metric,
-and the warm-start sources. Each mistake raises one `InputError` naming the key or file, the value and what was
-expected; the CLI turns it into a non-zero exit with nothing under `campaigns/` changed.
+with its line number), the pretraining corpus, a user's model (a litgpt or Hugging Face folder or a GGUF file:
+metadata), the lm-eval tasks and metric, and the warm-start sources. Each mistake raises one `InputError` naming
+the key or file, the value and what was expected; the CLI turns it into a non-zero exit with nothing under
+`campaigns/` changed.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from hpo.checkpoint import CheckpointError, check_checkpoint
+from hpo.checkpoint import CheckpointError
 from hpo.config import UTILITIES, Params
+from hpo.convert import check_source
 from hpo.data import TEMPLATES, DataError, read_records
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import trial_stage
@@ -66,10 +68,16 @@ def validate_inputs(params: Params, root: Path = Path(".")) -> None:
         check_checkpoint_limits(params, adapter)
     else:
         try:
-            check_checkpoint(params.model.checkpoint_dir)
+            kind, config = check_source(root / params.model.checkpoint_dir, params.model.architecture)
         except CheckpointError as err:
             raise InputError(str(err)) from None
-        check_checkpoint_limits(params, root / params.model.checkpoint_dir)
+        if kind == "litgpt":
+            check_checkpoint_limits(params, root / params.model.checkpoint_dir)
+        else:
+            try:
+                params.check_model_limits(config.n_embd, config.block_size, f"{params.model.checkpoint_dir}")
+            except ValueError as err:
+                raise InputError(str(err)) from None
     tasks = available_tasks(params, has_choices="choices" in records[0], root=root)
     for task in params.eval.tasks:
         if task not in tasks:

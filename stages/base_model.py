@@ -1,9 +1,13 @@
-"""base_model: build the default tiny base model, or check the user's litgpt checkpoint.
+"""base_model: build the default tiny base model, check the user's litgpt checkpoint, or convert the user's
+Hugging Face folder or GGUF file into one.
 
 The default model is a 2-layer Llama-style litgpt `GPT` with a byte-level BPE tokenizer trained on the
 project's corpus. It is given real competence by a short, deterministic pretraining run of `litgpt finetune_full`
 on that corpus, so that LoRA adapts a model of the language rather than noise. With `model.checkpoint_dir` set,
-the stage only checks that the folder is a complete litgpt checkpoint and records where it is and its hash.
+the stage checks that a litgpt checkpoint folder is complete and records where it is and its hash (the folder
+stays where it is); a Hugging Face folder or a `.gguf` file is converted by litgpt's converter into this stage's
+output (`hpo.convert`), which DVC caches, with `conversion.json` naming the source, its sha256 and the converters'
+versions.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import yaml
 
 from hpo.checkpoint import POINTER, CheckpointError, check_checkpoint
 from hpo.config import ModelSection, TinyModel
+from hpo.convert import convert, source_kind, workspace_path
 from hpo.litgpt_cli import run_litgpt
 from hpo.record.layout import stage_args
 from hpo.record.lineage import hash_path
@@ -43,8 +48,10 @@ def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: in
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     if model.checkpoint_dir is not None:
+        if source_kind(model.checkpoint_dir) != "litgpt":  # a Hugging Face folder or GGUF file: converted here
+            return convert(model.checkpoint_dir, out_dir, model.architecture)
         check_checkpoint(model.checkpoint_dir)
-        record = {"checkpoint_dir": pointer_path(model.checkpoint_dir), "hash": hash_path(model.checkpoint_dir)}
+        record = {"checkpoint_dir": workspace_path(model.checkpoint_dir), "hash": hash_path(model.checkpoint_dir)}
         (out_dir / POINTER).write_text(json.dumps(record, indent=2) + "\n")
         return record
     if corpus is None or not corpus.is_file():
@@ -53,17 +60,6 @@ def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: in
     build_tiny(model.tiny, lines, out_dir, seed)
     val_loss = pretrain(model.tiny, lines, out_dir, seed)
     return {"checkpoint_dir": str(out_dir), "pretrain_val_loss": val_loss}
-
-
-def pointer_path(checkpoint_dir: Path) -> str:
-    """How the pointer names the user's checkpoint: relative to the workspace when it lies inside it (another
-    campaign's merged trial, `campaigns/default/merged/t007`), so a clone of the workspace records the same
-    bytes; absolute otherwise."""
-    resolved = checkpoint_dir.resolve()
-    try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(resolved)
 
 
 def build_tiny(tiny: TinyModel, lines: list[str], out_dir: Path, seed: int) -> None:

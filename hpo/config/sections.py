@@ -293,10 +293,19 @@ def merged_model(reference: str) -> Path:
 
 
 class ModelSection(_Section):
-    """The base model: a litgpt checkpoint folder, a trial of an earlier campaign (its merged model), or the tiny
+    """The base model: a litgpt checkpoint folder, a Hugging Face model folder or a `.gguf` file (converted to a
+    litgpt checkpoint by the base_model stage), a trial of an earlier campaign (its merged model), or the tiny
     default built by the base_model stage."""
 
-    checkpoint_dir: Path | None = None
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        description="a litgpt checkpoint folder, a Hugging Face model folder or a .gguf file; null: the tiny model",
+    )
+    architecture: str | None = Field(
+        default=None,
+        description="litgpt configuration name of a Hugging Face folder or .gguf (SmolLM2-135M-Instruct); inferred "
+        "from its configuration when unset",
+    )
     trial: str | None = Field(
         default=None,
         description="an earlier fine-tuning trial whose merged model is the base model: <campaign>/<trial> "
