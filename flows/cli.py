@@ -6,6 +6,7 @@ campaign trace NAME TRIAL                  a trial's lineage, with its artefacts
 campaign compare A B [C …] [--html F]      summary table and what differs; NAME@REV reads a git revision
 campaign report NAME [--html F]            the campaign's self-contained HTML report
 campaign export NAME TRIAL [--to DIR]      a trial's merged checkpoint (merged on demand), and how to load it
+  [--format litgpt|hf]                     hf: a Hugging Face transformers folder in DIR (--to required)
 """
 
 from __future__ import annotations
@@ -150,13 +151,23 @@ def export(
     name: Annotated[str, typer.Argument(help="campaign name")],
     trial: Annotated[str, typer.Argument(help="trial id, e.g. t003 or baseline")],
     to: Annotated[Path | None, typer.Option("--to", help="also copy the checkpoint into this new folder")] = None,
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="litgpt (the merged litgpt checkpoint) or hf (a transformers folder in --to)"),
+    ] = "litgpt",
 ) -> None:
-    """Merge a trial's adapter into its base model (a DVC stage, rebuilt by `dvc repro`) and say how to load it."""
-    from hpo.checkpoint import copy_checkpoint, loading_instructions
+    """Merge a trial's adapter into its base model (a DVC stage, rebuilt by `dvc repro`) and say how to load it;
+    with `--format hf`, also convert the merged checkpoint into a Hugging Face transformers folder."""
+    from hpo.checkpoint import copy_checkpoint, loading_instructions, resolve_checkpoint
+    from hpo.export import ExportError, export_hf, hf_loading_instructions
     from hpo.record.campaign import merge_trial
     from hpo.record.layout import CampaignPaths
     from hpo.record.records import check_mergeable
 
+    if fmt not in ("litgpt", "hf"):
+        raise _fail(f"campaign export --format: {fmt!r} is not a format; expected litgpt or hf")
+    if fmt == "hf" and to is None:
+        raise _fail("campaign export --format hf needs --to DIR: the new folder to write the Hugging Face model to")
     paths = CampaignPaths(name)
     try:  # bad input stops here, before anything is written
         check_mergeable(paths, trial, "campaign export")
@@ -165,9 +176,17 @@ def export(
     if to is not None and to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise _fail(f"campaign export --to: {to} exists and is not an empty folder; expected a new folder")
     folder = merge_trial(paths, trial, "export")
+    if fmt == "hf":
+        assert to is not None
+        try:
+            export_hf(folder, to, base_dir=resolve_checkpoint(paths.base_model, paths.root))
+        except ExportError as err:
+            raise _fail(f"campaign export --format hf: {err}") from None
+        typer.echo(hf_loading_instructions(to, folder))
+        return
     if to is not None:
         folder = copy_checkpoint(folder, to)
-    typer.echo(loading_instructions(folder))
+    typer.echo(loading_instructions(folder, f"{name} {trial}"))
 
 
 def main() -> None:

@@ -91,27 +91,17 @@ def copy_checkpoint(checkpoint_dir: Path, to: Path) -> Path:
     return to
 
 
-def loading_instructions(checkpoint_dir: Path) -> str:
-    """How to load a merged checkpoint with litgpt, and with Hugging Face transformers through litgpt's converter."""
-    name = yaml_name(checkpoint_dir / "model_config.yaml")
+def loading_instructions(checkpoint_dir: Path, trial: str = "<campaign> <trial>") -> str:
+    """How to load a merged checkpoint with litgpt, and how to get a Hugging Face transformers folder of it
+    (`trial`: the campaign and trial, as `campaign export` names them)."""
     return f"""merged checkpoint: {checkpoint_dir}
 
 litgpt (a complete litgpt checkpoint folder):
   litgpt generate {checkpoint_dir} --prompt "..."      # or: litgpt chat / litgpt serve / litgpt evaluate
   python: from litgpt import LLM; llm = LLM.load("{checkpoint_dir}")
 
-Hugging Face transformers, through litgpt's converter:
-  litgpt convert_from_litgpt {checkpoint_dir} {checkpoint_dir}-hf
-  python: import torch; from transformers import AutoModelForCausalLM
-          model = AutoModelForCausalLM.from_pretrained(
-              "<the Hugging Face model of this architecture ({name})>",
-              state_dict=torch.load("{checkpoint_dir}-hf/model.pth"))
-  (a model the project built — the tiny default, `model.tiny.architecture` — has the project's own tokenizer and
-  vocabulary, which no published configuration has: load those with litgpt)"""
+Hugging Face transformers (a complete folder: config, safetensors weights, tokenizer; no download needed):
+  campaign export {trial} --format hf --to DIR
+  python: from transformers import AutoModelForCausalLM, AutoTokenizer
+          model = AutoModelForCausalLM.from_pretrained("DIR"); tokenizer = AutoTokenizer.from_pretrained("DIR")"""
 
-
-def yaml_name(config_file: Path) -> str:
-    """The `name` a litgpt model_config.yaml gives its architecture."""
-    import yaml
-
-    return str((yaml.safe_load(config_file.read_text()) or {}).get("name", "unknown"))

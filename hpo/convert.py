@@ -77,8 +77,9 @@ def source_kind(path: Path) -> SourceKind:
 
 
 def check_source(path: Path, architecture: str | None = None) -> tuple[SourceKind, Any]:
-    """Checks that `path` can be converted (or used), reading metadata only; returns its kind and its litgpt
-    `Config` (the block size and width a campaign's settings must fit).
+    """Checks that `path` can be converted (or used), reading metadata only; returns its kind and, for a Hugging
+    Face folder or GGUF file, the litgpt `Config` it converts to (the block size and width a campaign's settings
+    must fit).
 
     Raises:
         CheckpointError: one line naming the key, the path and what was expected: a folder without weights or
@@ -88,9 +89,9 @@ def check_source(path: Path, architecture: str | None = None) -> tuple[SourceKin
     from litgpt import Config
 
     kind = source_kind(path)
-    if kind == "litgpt":
+    if kind == "litgpt":  # its limits are read from its model_config.yaml (hpo.validate.check_checkpoint_limits)
         check_checkpoint(path)
-        return kind, Config.from_file(path / "model_config.yaml")
+        return kind, None
     if kind == "hf":
         if not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
             raise CheckpointError(f"{KEY}: {path} has a config.json but no weights (*.safetensors or *.bin)")
@@ -278,7 +279,8 @@ def _gguf_to_hf(source: Path, hf_dir: Path) -> dict[str, Any]:
         eos = tokenizer.convert_ids_to_tokens(int(fields["tokenizer.ggml.eos_token_id"].contents()))
         if eos != tokenizer.eos_token:
             tokenizer.eos_token = fixed["eos_token"] = eos
-            model.generation_config.eos_token_id = tokenizer.eos_token_id
+            if model.generation_config is not None:
+                model.generation_config.eos_token_id = tokenizer.eos_token_id
     if "tokenizer.ggml.add_bos_token" in fields and hasattr(tokenizer, "add_bos_token"):
         add_bos = bool(fields["tokenizer.ggml.add_bos_token"].contents())
         if add_bos != tokenizer.add_bos_token:
