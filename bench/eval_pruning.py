@@ -55,7 +55,7 @@ def run(ws: Path, raw: dict[str, Any]) -> dict[str, Any]:
         (ws / f"{name}.yaml").write_text(yaml.safe_dump(raw))
         campaign_run(ws, ws / f"{name}.yaml")
     with (ws / f"campaigns/{name}/report/trials.csv").open() as f:
-        rows = {r["trial"]: r for r in csv.DictReader(f)}
+        rows = {r["trial"]: r for r in csv.DictReader(f) if r["trial"] != "untuned"}  # the trials, not the reference
     paths = CampaignPaths(name, ws)
     lineage = read_lineage(paths)
     stage = "generate" if raw["campaign"].get("kind") == "generate" else "score"

@@ -139,7 +139,7 @@ def main() -> None:
     run(ws, ws / "ours.yaml")
     ours_seconds = time.perf_counter() - began
     with (ws / "campaigns/ours/report/trials.csv").open() as f:
-        ours = [r for r in csv.DictReader(f) if r["state"] == "complete"]
+        ours = [r for r in csv.DictReader(f) if r["state"] == "complete" and r["trial"] != "untuned"]
 
     sys.path.insert(0, str(ws))
     import os

@@ -83,7 +83,7 @@ def main() -> None:
         path.write_text(yaml.safe_dump(raw))
         run(ws, path)
         with (ws / f"campaigns/prune_{name}/report/trials.csv").open() as f:
-            tables[name] = list(csv.DictReader(f))
+            tables[name] = [r for r in csv.DictReader(f) if r["trial"] != "untuned"]  # the trials, not the reference
         records = read_trials(CampaignPaths(f"prune_{name}", ws))
         configurations[name] = {t: (r["params"], r["seeds"]) for t, r in records.items()}
     n_eval = base["data"]["n_eval"]

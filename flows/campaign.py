@@ -1,7 +1,8 @@
 """The campaign flow: the story of a campaign, told with Prefect tasks on warm Dask workers.
 
-prepare (validate, record, build data, base model and design through DVC) → baseline → interrupted trials again →
-loop (propose → run the trial on a warm worker, `workers` at a time → finish) → report.
+prepare (validate, record, build data, base model and design through DVC) → the untuned reference (the base model
+scored before any tuning: its DVC stage, on a warm worker) beside the baseline → interrupted trials again → loop
+(propose → run the trial on a warm worker, `workers` at a time → finish) → report.
 The bookkeeping behind each step is `hpo.record.campaign.Campaign`'s; a trial's stages run in a worker process
 of the engine (`hpo.trials.worker`). This file only orchestrates and prints.
 
@@ -53,6 +54,7 @@ from flows.progress import LiveTrials, Progress  # noqa: E402
 from hpo.config import Params, load_params  # noqa: E402
 from hpo.record.campaign import Campaign, Trial  # noqa: E402
 from hpo.record.dvc import StageError  # noqa: E402
+from hpo.trials.worker import run_campaign_stage  # noqa: E402
 from hpo.trials.worker import run_trial as run_on_worker  # noqa: E402
 from stages import trial_stages  # noqa: E402
 
@@ -84,6 +86,16 @@ def run_trial(root: str, campaign: str, trial: str, submission: str, adopted: bo
     stage functions are those their CLIs run (`stages.trial_stages()`), resolved here, in the worker. An adopted
     trial (left running by a stopped run) skips the stages dvc.lock already records."""
     return run_on_worker(root, campaign, trial, submission, trial_stages(), adopted)
+
+
+@task(name="untuned", retry_condition_fn=_is_transient, **RETRIES)
+def untuned(root: str, campaign: str) -> dict[str, Any]:
+    """Evaluates the campaign's base model before any tuning (its `untuned@<campaign>` stage: the function its CLI
+    runs, resolved here, in the worker) on a warm worker and records it with DVC — unless dvc.lock records it
+    already (a resumed campaign); returns its metrics."""
+    from stages.untuned import untuned as stage
+
+    return run_campaign_stage(root, campaign, "untuned", stage)
 
 
 @task(name="report", retry_condition_fn=_is_transient, **RETRIES)
@@ -282,6 +294,14 @@ def trials(params_file: str) -> dict[str, Any]:
     root = str(c.paths.root.resolve())
 
     running: dict[PrefectFuture, Trial] = {}
+    reference: list[PrefectFuture] = []  # the untuned reference's evaluation, until its outcome is recorded
+
+    def collect_reference() -> None:
+        """Waits for the untuned reference and records how it ended (a failure does not stop the campaign)."""
+        while reference:
+            outcome = _outcome(reference[0].result)
+            reference.pop(0)  # (after its result: a signal while it runs still cancels it)
+            progress.show_untuned(c.untuned(outcome))
 
     def submit(trial: Trial, adopted: bool = False) -> PrefectFuture:
         live.start(trial)
@@ -296,6 +316,9 @@ def trials(params_file: str) -> dict[str, Any]:
         progress.show(trial.id, trial.params, c.finish(trial, outcome))
 
     try:
+        reference.append(untuned.submit(root, c.name))  # beside the baseline and the trials; the report reads it
+        if c.params.campaign.workers == 1:  # it runs first anyway: its line comes first
+            collect_reference()
         baseline = c.baseline()
         if baseline is not None:
             if baseline.result is None:
@@ -315,20 +338,26 @@ def trials(params_file: str) -> dict[str, Any]:
                 submit(next_trial, adopted)
             if not running:
                 break
-            finish(next(as_completed(list(running))))
+            done = next(as_completed([*running, *reference]))
+            if done not in running:  # the untuned reference ended
+                collect_reference()
+                continue
+            finish(done)
             stop = c.too_many_failures()
             if stop:
                 for future in list(running):
                     finish(future)
+                collect_reference()
                 live.close()
                 report(c)
                 raise CampaignStopped(stop)
+        collect_reference()
     except BaseException as err:
         signum = stopping.noticed(err)
         if signum is None:
             raise
         live.close()  # Ctrl-C or SIGTERM: what was running is interrupted, recorded so, and run again on resume
-        for future in running:  # on workers of another scheduler the trial then stops before its next stage
+        for future in [*running, *reference]:  # on another scheduler's workers: stopped before its next stage
             dask_future = getattr(future, "wrapped_future", None)
             if dask_future is not None:
                 dask_future.cancel()

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from hpo.config import Params
 from hpo.record.campaign import Trial
-from hpo.record.layout import BASELINE, CampaignPaths
+from hpo.record.layout import BASELINE, UNTUNED, CampaignPaths
 from hpo.trials.kinds import kind_of
 
 # litgpt's per-iteration line ("Epoch 1 | iter 12 step 12 | loss train: 1.234, val: n/a | iter time: …") and
@@ -109,9 +109,9 @@ class Progress:
         self.best: tuple[float, str] | None = None
         self.baseline: float | None = None
         self.baseline_is = {
-            "finetune": "litgpt defaults",
+            "finetune": "litgpt default LoRA",
             "generate": "the generate section's settings",
-            "joint": "litgpt defaults and the generate section's settings",
+            "joint": "litgpt default LoRA and the generate section's settings",
         }[params.campaign.kind]
 
     def show(self, trial: str, values: dict[str, Any], result: dict[str, Any]) -> None:
@@ -130,6 +130,20 @@ class Progress:
         total = _spent(result.get("spent") or {})
         tqdm.write(f"{trial:>8}  {result['state']:<8} score={score_text}  {best}  {wall}{total}  {shown}{extra}")
 
+    def show_untuned(self, result: dict[str, Any]) -> None:
+        """The untuned reference's line: the base model scored before any tuning (or recorded by an earlier run,
+        or why its evaluation failed)."""
+        score = result.get("score")
+        score_text = f"{score:.4f}" if score is not None else "-"
+        if result["state"] == "failed":
+            how = f"  [{result.get('reason')}]  the campaign goes on without it; a later run tries again"
+        elif result.get("ran") is False:
+            how = "  (recorded by an earlier run)"
+        else:
+            wall = f"{result['wall_seconds']:.0f}s  " if result.get("wall_seconds") else ""
+            how = f"  {wall}the base model before any tuning (the reference)"
+        tqdm.write(f"{UNTUNED:>8}  {result['state']:<8} score={score_text}{how}")
+
     def final(self, summary: dict[str, Any]) -> None:
         best = summary.get("best")
         print("\n" + "=" * 78)
@@ -141,11 +155,13 @@ class Progress:
                 f"inference budget per instance {summary['inference_budget']}"
             )
         print(f"objective: {summary['metric']} ({summary['direction']})")
+        # the references beside the best: the model before tuning, and tuned at the default settings
+        untuned = _score(summary.get("untuned_score"))
+        if summary.get("untuned_failed"):
+            untuned = f"failed ({summary['untuned_failed']})"
+        found = f"best {best['trial']} {best['score']:.4f}" if best else "best -"
+        print(f"untuned {untuned}   baseline ({self.baseline_is}) {_score(summary.get('baseline_score'))}   {found}")
         if best:
-            print(
-                f"best trial {best['trial']}: score {best['score']:.4f}   baseline ({self.baseline_is}): "
-                f"{_short(summary['baseline_score'])}"
-            )
             print("params: " + ", ".join(f"{k}={_short(v)}" for k, v in best["params"].items()))
             for kind, path in (summary.get("artefacts") or {}).items():
                 print(f"  {kind:<8} {path}")
@@ -155,6 +171,10 @@ class Progress:
             for point in summary["pareto_front"]:
                 print(f"  {point['trial']:>8}  " + "  ".join(f"{n}={_short(point[n])}" for n in names))
         print(f"report: campaigns/{summary['campaign']}/report/ (trials.csv, best.json, history.png)")
+
+
+def _score(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
 
 
 def _short(value: Any) -> str:

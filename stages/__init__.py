@@ -3,7 +3,8 @@
 A trial's stages run two ways, through the same function (DESIGN C4): `python -m stages.<name>` under `dvc repro`,
 and a warm worker (`hpo.trials.worker`) calling the module's `run(paths, trial_id)`. The package `hpo` never
 imports this one (dependencies point one way); the flow resolves the stage names a trial kind lists
-(`hpo.trials.finetune.STAGES`) to their functions here and hands them to the worker.
+(`hpo.trials.finetune.STAGES`) to their functions here and hands them to the worker. So does the campaign's
+untuned reference (`stages.untuned.untuned(paths)`, run by a worker's `hpo.trials.worker.run_campaign_stage`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""report: aggregate a campaign's trials into a table, the best trial and an optimisation-history plot.
+"""report: aggregate a campaign's trials into a table, the best trial and an optimisation-history plot, with the two
+references beside them: the untuned base model (the `untuned` stage) and the baseline trial.
 
 Reads only what DVC tracks (the decision records and each trial's metrics), so `dvc repro` rebuilds the same
 report. Everything it writes is deterministic for a seed on CPU (costs are counted in tokens); wall times, which
@@ -17,7 +18,7 @@ from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import best_trial, trials_table
 from hpo.config import Params
 from hpo.record.files import plain
-from hpo.record.layout import CampaignPaths, stage_args
+from hpo.record.layout import BASELINE, UNTUNED, CampaignPaths, stage_args
 from hpo.search.objectives import directions
 
 
@@ -27,8 +28,9 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
     table = trials_table(CampaignSource(paths.name, root=paths.root))
     paths.report.mkdir(parents=True, exist_ok=True)
     table.drop(columns=["wall_seconds"]).to_csv(paths.report / "trials.csv", index=False)
+    reference, table = table[table["trial"] == UNTUNED], table[table["trial"] != UNTUNED]  # the trials' spend alone
     best = best_trial(table, params.eval.direction)
-    base = table[table["baseline"]]
+    base = table[table["trial"] == BASELINE]
     summary: dict[str, Any] = {
         "campaign": paths.name,
         "metric": objective(params),
@@ -36,6 +38,7 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
         "n_init": params.campaign.n_init,
         "best": best,
         "baseline_score": plain(base["score"].iloc[0]) if len(base) else None,
+        **untuned_summary(reference),
         "completed": int(((table["state"] == "complete") & ~table["baseline"]).sum()),
         "failed": int(((table["state"] == "failed") & ~table["baseline"]).sum()),
         "warm_start_priors": int((table["state"] == "prior").sum()),
@@ -46,6 +49,18 @@ def report(paths: CampaignPaths) -> dict[str, Any]:
     }
     (paths.report / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_history(table, summary, params.eval.direction, paths.report / "history.png")
+    return summary
+
+
+def untuned_summary(reference: pd.DataFrame) -> dict[str, Any]:
+    """The untuned reference's score (`untuned_score`; None when its evaluation failed, `untuned_failed` saying
+    why); nothing for a campaign recorded before it existed (its best.json rebuilds the same)."""
+    if reference.empty:
+        return {}
+    row = reference.iloc[0]
+    summary = {"untuned_score": None if pd.isna(row["score"]) else plain(row["score"])}
+    if row["state"] == "failed":
+        summary["untuned_failed"] = row["reason"]
     return summary
 
 
@@ -107,7 +122,8 @@ def artefacts(paths: CampaignPaths, params: Params, trial: str) -> dict[str, str
 
 
 def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, path: Path) -> None:
-    """Score of each trial in order, the best so far, and the baseline as a horizontal line."""
+    """Score of each trial in order, the best so far, and the references as horizontal lines: the baseline and
+    the untuned base model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,6 +146,8 @@ def plot_history(table: pd.DataFrame, summary: dict[str, Any], direction: str, p
         ax.axhline(best_prior, linestyle=":", color="tab:purple", label=f"best of {len(priors)} warm-start priors")
     if summary["baseline_score"] is not None:
         ax.axhline(summary["baseline_score"], linestyle="--", color="tab:gray", label="litgpt defaults (baseline)")
+    if summary.get("untuned_score") is not None:
+        ax.axhline(summary["untuned_score"], linestyle="-.", color="tab:brown", label="untuned base model")
     n_init = summary.get("n_init", 0)
     if n_init:
         ax.axvspan(-0.5, n_init - 0.5, color="tab:orange", alpha=0.12, label="Latin-hypercube design")

@@ -9,7 +9,8 @@ worker, DVC) and every test reads what they left.
   with its own adapter;
 - `warm`: warm-started from `e2e`, stopped by a training-token budget after its first trial.
 
-Then: the record is complete and consistent (study, each trial's decision and dvc.lock, metrics, report, HTML),
+Then: the record is complete and consistent (study, each trial's decision and dvc.lock, metrics, the untuned
+reference beside the baseline, report, HTML),
 `dvc status` is clean and a no-op `dvc repro` runs nothing, `campaign run` again resumes without running a stage,
 trace and compare read it, trials record adapters (only a campaign's best and an exported trial are merged), and a
 clean clone's `dvc repro -f` rebuilds one trial of each kind and state byte for byte.
@@ -146,6 +147,8 @@ def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: 
     assert [trials[t].params for t in ("t000", "t001")] == design, "design points run first"
     assert trials["t000"].user_attrs["data_hash"]
     rows = {r["trial"]: r for r in csv.DictReader((paths.report / "trials.csv").open())}
+    assert next(iter(rows)) == "untuned", "the untuned reference's row comes first"
+    untuned = rows.pop("untuned")
     best = json.loads((paths.report / "best.json").read_text())
     for tid in E2E:
         out = paths.trial(tid)
@@ -191,6 +194,26 @@ def test_every_trial_is_recorded_and_pruned_ones_with_the_step_they_reached(ws: 
     page = render(["e2e"], ws)
     assert page.count("pruned at step") == len(pruned), "the HTML report's trials table says why"
 
+    # the untuned reference: the base model scored as the trials are (same eval seed; with eval.pruner the same
+    # instances in the same order, never stopped), beside the baseline everywhere
+    reference = json.loads(paths.untuned.metrics.read_text())
+    baseline = json.loads(paths.trial("baseline").metrics.read_text())
+    assert reference["state"] == "complete" and 0.0 <= reference["score"] <= 1.0
+    assert reference["lm_eval"]["seed"] == baseline["lm_eval"]["seed"] == records["baseline"]["seeds"]["eval"]
+    assert reference["evaluation"] == {"instances": 60, "of": 60, "saved": 0.0}
+
+    def order(out: Path) -> list[tuple[str, int]]:
+        return [(x["task"], x["doc_id"]) for x in map(json.loads, (out / "instances.jsonl").read_text().splitlines())]
+
+    assert order(paths.untuned.dir) == order(paths.trial("baseline").dir), "paired instance for instance"
+    assert untuned["baseline"] == "True" and untuned["state"] == "complete" and untuned["train_tokens"] == ""
+    assert float(untuned["score"]) == best["untuned_score"] == reference["score"]
+    assert "e2e: untuned" in page
+    out = (ws / "e2e.out").read_text()
+    assert f"untuned  complete score={reference['score']:.4f}" in out
+    references = f"untuned {reference['score']:.4f}   baseline (litgpt default LoRA) {best['baseline_score']:.4f}"
+    assert f"{references}   best {best['best']['trial']} {best['best']['score']:.4f}" in out
+
 
 def test_dvc_is_clean_its_commands_read_the_record_and_repro_is_a_no_op(ws: Path) -> None:
     assert "Data and pipelines are up to date." in dvc_out(ws, "status")
@@ -198,6 +221,7 @@ def test_dvc_is_clean_its_commands_read_the_record_and_repro_is_a_no_op(ws: Path
     metrics = json.loads(dvc_out(ws, "metrics", "show", "--json"))
     files = next(iter(metrics.values()))["data"]
     assert files["campaigns/e2e/trials/t001/metrics.json"]["data"]["state"] == "complete"
+    assert 0.0 <= files["campaigns/e2e/untuned/metrics.json"]["data"]["score"] <= 1.0, "the untuned reference"
     assert "campaigns/e2e/trials/t001/loss.csv" in dvc_out(ws, "plots", "show", "--json")
     assert "campaigns/e2e/params.yaml" in dvc_out(ws, "params", "diff", "--all")
     # The README's readable experiments table: only each trial's score and state, no cell cut to "…".
@@ -225,6 +249,10 @@ def test_trace_prints_lineage_and_finds_a_changed_artefact(ws: Path) -> None:
     assert ("merged" in states) == (best == "t001"), "a merged model is an artefact of the trials merged"
     _, _, best_states = trace(ws, "e2e", best)
     assert best_states["merged"] == "ok"
+    _, reference, reference_states = trace(ws, "e2e", "untuned")  # the untuned reference, traced as a trial is
+    assert reference["state"] == "complete" and reference["seeds"]["eval"] == record["seeds"]["eval"]
+    assert reference["hashes"]["instances"]["stage"] == "untuned@e2e" and reference["evaluation"]["inputs"]
+    assert reference_states == dict.fromkeys(("data", "base_model", "instances", "metrics", "eval_inputs"), "ok")
     adapter = ws / "campaigns/e2e/trials/t001/adapter/lit_model.pth.lora"
     original = adapter.read_bytes()
     try:
@@ -238,9 +266,14 @@ def test_trace_prints_lineage_and_finds_a_changed_artefact(ws: Path) -> None:
 
 def test_rerun_resumes_without_rerunning(ws: Path, engines: Engines) -> None:
     before = (ws / "campaigns/e2e/trials/t000/train.json").read_text()
+    reference = ws / "campaigns/e2e/untuned/metrics.json"
+    written = reference.stat().st_mtime_ns
     out = run_ok(ws, "run", "--params", "e2e.yaml", extra_env=engines.env)
     assert "train_lora" not in out, "no stage runs again"
     assert (ws / "campaigns/e2e/trials/t000/train.json").read_text() == before
+    assert "untuned  complete" in out and "(recorded by an earlier run)" in out, "nor the untuned reference"
+    assert reference.stat().st_mtime_ns == written
+    assert (ws / "campaigns/e2e/logs/untuned.log").read_text().count("Running stage 'untuned@e2e'") == 1
 
 
 def test_an_adopted_trial_skips_the_stages_dvc_lock_records(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,11 +318,35 @@ def test_export_merges_a_trial_on_demand_and_refuses_what_has_no_model(ws: Path)
     check_checkpoint(ws / "exported")
     merged = paths.trial(trial).merged / "lit_model.pth"
     assert (ws / "exported/lit_model.pth").read_bytes() == merged.read_bytes()
-    assert "litgpt generate exported" in out and "litgpt convert_from_litgpt exported" in out
+    assert "litgpt generate exported" in out and f"campaign export e2e {trial} --format hf --to DIR" in out
     registry = yaml.safe_load((ws / "campaigns/registry.yaml").read_text())
     assert registry["merges"][f"e2e-{trial}"]["reason"] == "export"
+    # the same trial as a Hugging Face folder: the recorded merge reused, converted into the new folder
+    out = run_ok(ws, "export", "e2e", trial, "--format", "hf", "--to", "exported-hf")
+    assert "Hugging Face transformers folder: exported-hf" in out and "from_pretrained(" in out
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (ws / "exported-hf").iterdir()}
+    _same_model(paths.trial(trial).merged, ws / "exported-hf")
     assert "Data and pipelines are up to date." in dvc_out(ws, "status")
     shutil.rmtree(ws / "exported")
+    shutil.rmtree(ws / "exported-hf")
+
+
+def _same_model(checkpoint_dir: Path, folder: Path) -> None:
+    """The exported folder opens offline, every weight in place, and computes litgpt's logits of the checkpoint."""
+    import torch
+    from litgpt import Config, Tokenizer
+    from litgpt.model import GPT
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf, info = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    assert not any(info.values()), info
+    lit = GPT(Config.from_file(checkpoint_dir / "model_config.yaml"))
+    lit.load_state_dict(torch.load(checkpoint_dir / "lit_model.pth", weights_only=True))
+    text = "Text: the market rose. Topic:"
+    ids = Tokenizer(checkpoint_dir).encode(text)[None].long()  # BOS first, as the exported tokenizer puts it
+    assert AutoTokenizer.from_pretrained(folder, local_files_only=True)(text)["input_ids"] == ids[0].tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(hf.eval()(ids).logits, lit.eval()(ids), atol=1e-4, rtol=0)
 
 
 def test_a_multi_objective_campaign_with_a_constraint(ws: Path) -> None:
@@ -308,7 +365,7 @@ def test_a_multi_objective_campaign_with_a_constraint(ws: Path) -> None:
         feasible = trained["tokens"] <= TOKEN_LIMIT
         assert lineage[tid]["feasible"] is feasible and rows[tid]["feasible"] == str(feasible)
         assert t.constraints == {"train_tokens": trained["tokens"] - TOKEN_LIMIT}, "what the sampler reads"
-    verdicts = {tid: r["feasible"] for tid, r in rows.items() if tid != "baseline"}
+    verdicts = {tid: r["feasible"] for tid, r in rows.items() if r["baseline"] != "True"}  # (not the references)
     assert set(verdicts.values()) == {"True", "False"}, f"both kinds of trial in this campaign: {verdicts}"
     best = json.loads((paths.report / "best.json").read_text())
     assert rows[best["best"]["trial"]]["feasible"] == "True"
@@ -397,9 +454,22 @@ def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_pr
     scores = [json.loads(paths.trial(t).metrics.read_text())["score"] for t in ran if states[t] == "complete"]
     assert max(scores) > 0 and len(set(scores)) > 1, scores  # the model answers, and the settings matter
     with (paths.report / "trials.csv").open() as f:
-        rows = list(csv.DictReader(f))
+        reference, *rows = list(csv.DictReader(f))
     assert [r["trial"] for r in rows] == ran
     assert "gen_tokens" in rows[0] and "train_tokens" not in rows[0]
+    # the untuned reference of a generation campaign: the base model at the generate section's settings — the
+    # baseline's configuration, sampled with the same seeds, so the same value on every instance both sampled
+    untuned = json.loads(paths.untuned.metrics.read_text())
+    baseline = json.loads(paths.trial("baseline").metrics.read_text())
+    assert reference["trial"] == "untuned" and reference["state"] == untuned["state"] == "complete"
+    assert untuned["generation"] == baseline["generation"] and untuned["cost"]["instances"] == 24
+    sampled = {
+        t: {(x["task"], x["doc_id"]): x["value"] for x in map(json.loads, f.read_text().splitlines())}
+        for t, f in (("untuned", paths.untuned.instances), ("baseline", paths.trial("baseline").instances))
+    }
+    assert sampled["baseline"] and all(sampled["untuned"][k] == v for k, v in sampled["baseline"].items())
+    if baseline["state"] == "complete":
+        assert untuned["score"] == baseline["score"]
     assert [r["state"] for r in rows] == list(states.values())
     assert all(r["reason"].startswith(("pruned by EcoOptiGen", "pruned by eval.pruner")) for r in rows if r["reason"])
     evaluated = {
@@ -419,6 +489,7 @@ def test_generation_trials_are_recorded_with_their_costs_and_the_budget_stops_pr
     assert "<h2>Trials: gen</h2>" in page and page.count("pruned by ") == len(pruned_rows)
     summary, diff = compare(["gen", "jnt"], ws)
     assert summary.set_index("campaign").loc["gen", "pruned"] == len(pruned_rows)
+    assert summary.set_index("campaign").loc["gen", "untuned"] == untuned["score"]
     assert "campaign.optimization_budget" in set(diff["setting"])
 
 
@@ -459,6 +530,16 @@ def test_joint_trials_train_then_generate_on_their_own_model(ws: Path) -> None:
     with (paths.report / "trials.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {"train_tokens", "val_loss", "gen_tokens", "params.learning_rate", "params.n"} <= set(rows[0])
+    # without a baseline (`campaign.baseline: false`) the untuned reference is still recorded: the base model with
+    # no adapter, sampled at the generate section's settings; its stage depends on the base model, not an adapter
+    untuned = json.loads(paths.untuned.metrics.read_text())
+    assert rows[0]["trial"] == "untuned" and float(rows[0]["score"]) == untuned["score"] == best_json["untuned_score"]
+    params = load_params(paths.params)
+    assert untuned["generation"]["temperature"] == params.generate.temperature and untuned["cost"]["instances"] == 24
+    locked = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]["untuned@jnt"]
+    deps = {d["path"] for d in locked["deps"]}
+    assert "campaigns/jnt/base_model" in deps and not any("adapter" in d for d in deps)
+    assert compare(["jnt"], ws)[0].iloc[0]["untuned"] == untuned["score"]
     _, manifest, states = trace(ws, "jnt", "t001")
     assert manifest["training"]["max_steps"] == 16 and manifest["generation"]["cost"]["total_tokens"] > 0
     assert manifest["base_model_from"]["trial"] == "t000" and manifest["base_model_from"]["campaign"] == "ft"
@@ -501,7 +582,8 @@ def test_warm_start_then_a_training_budget_stops_proposing(ws: Path, engines: En
     priors = [t for t in study.trials if "warm_start_from" in t.user_attrs]
     assert sorted(t.user_attrs["warm_start_from"] for t in priors) == [f"e2e/{t}" for t in e2e_complete]
     assert all(t.user_attrs["data_hash"] for t in priors)
-    rows = list(csv.DictReader((paths.report / "trials.csv").open()))
+    reference, *rows = list(csv.DictReader((paths.report / "trials.csv").open()))
+    assert reference["trial"] == "untuned" and reference["state"] == "complete"
     # the priors are the study's first trials, so the campaign's own first trial comes after them
     assert [r["trial"] for r in rows if r["state"] != "prior"] == [f"t{len(e2e_complete):03d}"]
     assert [r["state"] for r in rows].count("prior") == len(e2e_complete)
@@ -514,6 +596,7 @@ def test_warm_start_then_a_training_budget_stops_proposing(ws: Path, engines: En
     done = campaign(ws, "compare", "e2e", "warm", "--html", "cmp.html")
     assert done.returncode == 0, done.stderr
     assert "campaign.warm_start.campaigns" in done.stdout and "campaign.n_trials" in done.stdout
+    assert done.stdout.splitlines()[0].split()[5:8] == ["worst", "untuned", "baseline"]
     assert (ws / "cmp.html").stat().st_size > 100_000
 
 
@@ -525,7 +608,8 @@ def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(w
     files; artefacts stay out of git). In a clone with an empty DVC cache, `dvc repro -f` rebuilds a complete and a
     pruned fine-tuning trial (the pruned one trained to its recorded step: no study, no pruner), a complete, a
     rule-2-pruned and a Wilcoxon-pruned generation trial (on the fine-tuning trial it names, rebuilt first; the
-    Wilcoxon-pruned one sampled on exactly the instances its record names, without a study) and a joint trial;
+    Wilcoxon-pruned one sampled on exactly the instances its record names, without a study), a joint trial and the
+    untuned reference (which a warm worker computed: `python -m stages.untuned` writes the same bytes);
     afterwards `git status` shows nothing changed (metrics, losses, responses and dvc.lock — so every weight file's
     hash — are byte-identical) and no wall time leaks into a versioned file."""
     records = {c: read_trials(CampaignPaths(c, ws)) for c in ("e2e", "gen")}
@@ -542,13 +626,14 @@ def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(w
         trial_stage("gen", gen_pruned, "generate"),
         trial_stage("gen", wilcoxon, "generate"),
         trial_stage("jnt", "t001", "generate"),
+        "untuned@e2e",
     ]
     clone = clean_clone(ws, tmp_path / "clone")
     assert not (clone / "campaigns/e2e/trials/t001/adapter").exists()
     assert (clone / "campaigns/e2e/trials/t001/metrics.json").is_file()
     out = dvc_out(clone, "repro", "-f", *targets)
     assert f"Running stage '{trial_stage('e2e', pruned, 'train_lora')}'" in out
-    assert "Running stage 'base_model@e2e'" in out
+    assert "Running stage 'base_model@e2e'" in out and "Running stage 'untuned@e2e'" in out
     assert out.index("Running stage 'merge_lora@ft-t000'") < out.index("Running stage 'base_model@gen'")
     assert "merge_lora@e2e" not in out and "merge_lora@jnt" not in out, "a trial's score needs no merged model"
     assert git(clone, "status", "--porcelain") == "", git(clone, "diff", "--stat")
@@ -561,6 +646,7 @@ def test_a_clean_clone_rebuilds_one_trial_of_each_kind_and_state_byte_for_byte(w
         f"campaigns/gen/trials/{wilcoxon}/responses.jsonl",
         f"campaigns/gen/trials/{wilcoxon}/instances.jsonl",
         "campaigns/e2e/trials/t001/instances.jsonl",
+        "campaigns/e2e/untuned/instances.jsonl",
         "campaigns/jnt/trials/t001/responses.jsonl",
     ):
         assert (clone / path).read_bytes() == (ws / path).read_bytes(), path

@@ -94,3 +94,61 @@ def test_warm_start_takes_priors_skips_out_of_space_and_checks_hashes(workspace:
     assert len(allowed) == 25
     with pytest.raises(WarmStartError, match="no campaign 'missing'"):
         collect_priors(paths, _warm_params(workspace, ["missing"]), same)
+
+
+def test_the_untuned_reference_beside_the_baseline(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The untuned model's score (its `untuned/metrics.json`) is a reference row of the trials table — first, never
+    the best nor counted as searched, the other columns keeping their kind — `untuned_score` in best.json, a line
+    in the history plots, an `untuned` column beside `baseline` in compare (blank for a campaign recorded before it)
+    and in the run's final lines; a failed evaluation is a failed row and says why."""
+    import json
+
+    import pandas as pd
+
+    from flows.progress import Progress
+    from hpo.analysis.source import CampaignSource
+    from hpo.analysis.table import trials_table
+    from hpo.config import load_params
+    from hpo.record.files import write_yaml
+    from hpo.record.layout import CampaignPaths
+    from stages.report import report
+
+    write_campaign(workspace, "a", 6, seed=1, n_failed=1)
+    write_campaign(workspace, "old", 4, seed=2)  # recorded before the untuned reference
+    paths = CampaignPaths("a", workspace)
+    paths.untuned.dir.mkdir()
+    paths.untuned.metrics.write_text(json.dumps({"state": "complete", "score": 0.3, "evaluation": {"instances": 60}}))
+    table = trials_table(CampaignSource("a", root=workspace))
+    assert list(table["trial"]) == ["untuned", *(f"t{i:03d}" for i in range(6))]
+    assert table.iloc[0]["baseline"] and table.iloc[0]["score"] == 0.3 and pd.isna(table.iloc[0]["params.lora_r"])
+    assert str(table["train_tokens"].dtype) == "Int64" and str(table["params.lora_r"].dtype) == "Int64"
+
+    summary = report(paths)
+    assert summary["untuned_score"] == 0.3 and summary["best"]["trial"] != "untuned"
+    assert summary["completed"] == 5 and summary["failed"] == 1
+    lines = (paths.report / "trials.csv").read_text().splitlines()
+    assert lines[1].startswith("untuned,True,complete,0.3,") and lines[2].startswith("t000,False,failed,")
+    header, t001 = lines[0].split(","), lines[3].split(",")
+    assert t001[header.index("train_tokens")].isdigit() and t001[header.index("params.lora_r")].isdigit()
+    assert "untuned_score" not in report(CampaignPaths("old", workspace)), "an older record's best.json as it was"
+
+    compared, _ = compare(["a", "old"], workspace)
+    columns = list(compared.columns)
+    assert columns.index("untuned") == columns.index("baseline") - 1
+    rows = compared.set_index("campaign")
+    assert rows.loc["a", "untuned"] == 0.3 and pd.isna(rows.loc["old", "untuned"]) and rows.loc["a", "complete"] == 5
+    page = render(["a"], workspace)
+    assert "a: untuned" in page and "<th>untuned</th>" in page
+
+    Progress(load_params(paths.params)).final(summary)
+    out = capsys.readouterr().out
+    best = summary["best"]
+    assert f"untuned 0.3000   baseline (litgpt default LoRA) -   best {best['trial']} {best['score']:.4f}" in out
+
+    paths.untuned.metrics.unlink()  # its evaluation raised: recorded in failures.yaml, the campaign went on
+    write_yaml(paths.failures, {"t000": "RuntimeError: synthetic", "untuned": "RuntimeError: no memory"})
+    summary = report(paths)
+    assert summary["untuned_score"] is None and summary["untuned_failed"] == "RuntimeError: no memory"
+    assert (paths.report / "trials.csv").read_text().splitlines()[1].startswith("untuned,True,failed,,")
+    Progress(load_params(paths.params)).final(summary)
+    assert "untuned failed (RuntimeError: no memory)   baseline" in capsys.readouterr().out

@@ -264,3 +264,44 @@ def test_a_trial_recorded_before_per_trial_records_moves_to_its_own_files(tmp_pa
     registry = read_yaml(tmp_path / "campaigns/registry.yaml", {})
     assert list(registry["adapters"]) == list(registry["trials"]) == ["c-t000"]
     assert paths.trial("t001").pipeline.is_file() and not paths.trial("t000").pipeline.exists()
+
+
+def test_a_failing_untuned_reference_is_recorded_and_the_campaign_goes_on(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The untuned reference's stage raising in a worker is a StageError naming the stage (its traceback in
+    `logs/untuned.log`); the campaign records it in failures.yaml (`untuned: <error line>`), the trials table
+    shows it failed, and once a later run records the reference the failure is forgotten."""
+    import sys
+
+    from hpo.analysis.source import CampaignSource
+    from hpo.analysis.table import trials_table
+    from hpo.record.campaign import Campaign
+    from hpo.record.dvc import StageError
+    from hpo.record.files import read_yaml
+    from hpo.trials.worker import run_campaign_stage
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (the worker puts the workspace first)
+    c = Campaign.start(workspace / "params.yaml", workspace)
+    assert c.paths.untuned.dir.is_dir(), "the report stage's dependency exists before the reference runs"
+
+    def boom(paths: CampaignPaths) -> dict:
+        raise RuntimeError("CUDA out of memory")
+
+    with pytest.raises(
+        StageError, match=rf"untuned@{c.name} failed in worker .*\nRuntimeError: CUDA out of memory"
+    ) as err:
+        run_campaign_stage(str(workspace), c.name, "untuned", boom)
+    assert "Traceback" in (c.paths.dir / "logs/untuned.log").read_text()
+    shown = c.untuned(err.value)
+    assert shown == {"state": "failed", "reason": "RuntimeError: CUDA out of memory", "score": None}
+    assert read_yaml(c.paths.failures, {}) == {"untuned": "RuntimeError: CUDA out of memory"}
+    row = trials_table(CampaignSource(c.name, root=workspace)).iloc[0]
+    assert (row["trial"], row["state"], row["reason"]) == ("untuned", "failed", "RuntimeError: CUDA out of memory")
+
+    assert c.untuned({"state": "complete", "score": 0.5, "ran": True}) == {
+        "state": "complete",
+        "score": 0.5,
+        "ran": True,
+    }
+    assert read_yaml(c.paths.failures, {}) == {}

@@ -225,3 +225,41 @@ def test_a_joint_trial_whose_training_diverged_is_recorded_failed(
     assert result == {"state": "failed", "reason": reason, "score": None}
     assert json.loads(paths.trial("t000").metrics.read_text()) == result
     assert paths.trial("t000").responses.read_text() == ""
+
+
+def test_the_untuned_reference_is_the_base_model_scored_as_a_trial_is(
+    built: tuple[Path, CampaignPaths], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The untuned stage scores the base model with no adapter and every trial's eval seed: the score stage's
+    metrics of the base model alone, each instance's value in `instances.jsonl` (what pairs with a trial's); with
+    `eval.pruner`, in the campaign's order and chunks, never stopped (the reference is not a candidate)."""
+    from hpo.config import Params
+    from hpo.record.files import write_yaml
+    from hpo.search.pruning import asking
+    from stages.untuned import untuned
+
+    ws, paths = built
+    monkeypatch.chdir(ws)
+    params = load_params(ROOT / "tests" / "params.e2e.yaml")
+    write_yaml(paths.params, params.model_dump(mode="json"))
+    metrics = untuned(paths)
+    seed = params.seeds()["eval"]
+    alone = score(checkpoint_dir=paths.base_model, evaluation=params.eval, task_dir=paths.tasks, seed=seed)
+    assert {k: v for k, v in metrics.items() if k not in ("reference", "threads")} == alone
+    assert metrics["threads"] == params.trial_threads() and metrics["reference"].startswith("the base model without")
+    assert json.loads(paths.untuned.metrics.read_text()) == metrics
+
+    def instances() -> dict[tuple[str, int], float]:
+        rows = map(json.loads, paths.untuned.instances.read_text().splitlines())
+        return {(x["task"], x["doc_id"]): x["value"] for x in rows}
+
+    values = instances()
+    assert len(values) == 60 and sum(values.values()) / 60 == pytest.approx(metrics["score"], abs=1e-6)
+
+    raw = params.model_dump(mode="json")
+    raw["eval"]["pruner"] = {"name": "wilcoxon", "chunk": 10}
+    write_yaml(paths.params, Params.model_validate(raw).model_dump(mode="json"))
+    with asking():  # as in a worker that asks the evaluation pruner: the reference is never asked
+        chunked = untuned(paths)
+    assert chunked["state"] == "complete" and chunked["evaluation"] == {"instances": 60, "of": 60, "saved": 0.0}
+    assert chunked["score"] == metrics["score"] and instances() == values, "instance for instance the same"

@@ -159,6 +159,8 @@ def test_campaign_on_a_user_task_folder_records_every_input(topics: Path) -> Non
     assert recorded == {f"{FOLDER}/{name}": sha256(ws / FOLDER / name) for name in FILES}
     assert metrics["lm_eval"]["versions"] == {"topic_gen": 2.0, "topic_mc": 1.0}
     assert metrics["lm_eval"]["datasets"] == {}
+    untuned = json.loads((ws / "campaigns/topics/untuned/metrics.json").read_text())
+    assert untuned["lm_eval"]["inputs"] == recorded, "the untuned reference is scored on the same files"
     own = ws / "campaigns/topics/trials/t000"  # the trial's own stages: its score depends on the task folder
     assert FOLDER in yaml.safe_load((own / "dvc.yaml").read_text())["stages"]["score"]["deps"]
     deps = yaml.safe_load((own / "dvc.lock").read_text())["stages"]["score"]["deps"]
@@ -183,7 +185,9 @@ def test_a_changed_data_file_makes_the_score_stale(topics: Path) -> None:
 
     status = dvc(ws, "status", "--json").stdout
     score = "campaigns/topics/trials/t000/dvc.yaml:score"  # the trial's own stage
-    assert json.loads(status) == {score: [{"changed deps": {FOLDER: "modified"}}]}
+    # and the untuned reference, scored on the same folder
+    changed = [{"changed deps": {FOLDER: "modified"}}]
+    assert json.loads(status) == {score: changed, "untuned@topics": changed}
     done, record = _trace(ws)
     assert done.returncode == 2 and "t000: eval_inputs modified" in done.stderr
     assert record["evaluation"]["inputs_changed"] == [f"{FOLDER}/data/topic_gen.jsonl"]
@@ -191,6 +195,7 @@ def test_a_changed_data_file_makes_the_score_stale(topics: Path) -> None:
     # Reproducing re-scores only that trial, against the new data; the record says so.
     out = dvc(ws, "repro").stdout
     assert f"Running stage '{score}'" in out and "Running stage 'campaigns/topics/trials/t000/dvc.yaml:train" not in out
+    assert "Running stage 'untuned@topics'" in out
     metrics = json.loads((ws / "campaigns/topics/trials/t000/metrics.json").read_text())
     assert metrics["lm_eval"]["inputs"][f"{FOLDER}/data/topic_gen.jsonl"] == sha256(data)
     assert "Data and pipelines are up to date." in dvc(ws, "status").stdout

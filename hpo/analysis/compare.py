@@ -16,10 +16,14 @@ import pandas as pd
 
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import cost_column, searched, trials_table
+from hpo.record.layout import UNTUNED
 
 
 def summary(source: CampaignSource, table: pd.DataFrame, direction: str) -> dict[str, Any]:
-    """The comparison row of one campaign."""
+    """The comparison row of one campaign: the searched trials' scores, and the references beside them — `untuned`
+    (the base model before any tuning; blank for a campaign recorded before it existed, or whose evaluation
+    failed) and `baseline` (litgpt's default LoRA, or the generate section's settings)."""
+    untuned = table[table["trial"] == UNTUNED]["score"].dropna()
     table = searched(table)
     done = table[table["state"] == "complete"]["score"].dropna().astype(float)
     baseline = source.json(f"{source.dir}/trials/baseline/metrics.json") or {}
@@ -31,6 +35,7 @@ def summary(source: CampaignSource, table: pd.DataFrame, direction: str) -> dict
         "median": done.median() if len(done) else None,
         "q25": done.quantile(0.25) if len(done) else None,
         "worst": (done.min() if direction == "maximize" else done.max()) if len(done) else None,
+        "untuned": float(untuned.iloc[0]) if len(untuned) else None,
         "baseline": baseline.get("score"),
         "complete": int((table["state"] == "complete").sum()),
         "failed": int((table["state"] == "failed").sum()),

@@ -1,10 +1,11 @@
 """Self-contained HTML reports (plotly) for one campaign or a comparison of several.
 
-Sections: optimisation history with best-so-far (and the baseline), parallel coordinates of the hyperparameters
-coloured by score, hyperparameter importance (Optuna's fANOVA evaluator, seeded, over the completed trials),
-score versus cost (training or generation tokens), the trials (state, score, costs, why a trial failed or was
-pruned) and the lineage table (seeds, code revision, data and model hashes). Figures
-get fixed element ids and the importance evaluator a fixed seed, so the same record gives the same file.
+Sections: the summary (compare's row: best, quantiles, the untuned model's and the baseline's scores, counts),
+optimisation history with best-so-far and the references (the baseline, the untuned model), parallel coordinates
+of the hyperparameters coloured by score, hyperparameter importance (Optuna's fANOVA evaluator, seeded, over the
+completed trials), score versus cost (training or generation tokens), the trials (state, score, costs, why a trial
+failed or was pruned) and the lineage table (seeds, code revision, data and model hashes). Figures get fixed
+element ids and the importance evaluator a fixed seed, so the same record gives the same file.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ import pandas as pd
 from hpo.analysis.compare import compare, not_comparable
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import cost_column, searched, trials_table
+from hpo.record.layout import UNTUNED
 
 PLOTLY_CONFIG = {"displaylogo": False}
 MIN_IMPORTANCE_TRIALS = 3
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _history(tables: dict[str, pd.DataFrame], baselines: dict[str, float | None], maximize: bool) -> Any:
+def _history(
+    tables: dict[str, pd.DataFrame],
+    baselines: dict[str, float | None],
+    maximize: bool,
+    untuned: dict[str, float | None] | None = None,
+) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -40,6 +47,13 @@ def _history(tables: dict[str, pd.DataFrame], baselines: dict[str, float | None]
         )
         if baselines.get(label) is not None:
             fig.add_hline(y=baselines[label], line_dash="dash", annotation_text=f"{label}: litgpt defaults")
+        if (untuned or {}).get(label) is not None:  # the base model before any tuning
+            fig.add_hline(
+                y=(untuned or {})[label],
+                line_dash="dashdot",
+                annotation_text=f"{label}: untuned",
+                annotation_position="bottom right",
+            )
     fig.update_layout(title="Optimisation history", xaxis_title="trial", yaxis_title="score", height=420)
     return fig
 
@@ -172,15 +186,19 @@ def render(specs: list[str], root: Any = None) -> str:
     sources = [CampaignSource.parse(s, root) for s in specs]
     tables: dict[str, pd.DataFrame] = {}
     baselines: dict[str, float | None] = {}
+    untuned: dict[str, float | None] = {}
     figures: list[Any] = []
     maximize = True
     for source in sources:
         params = source.yaml(f"{source.dir}/params.yaml", {})
         maximize = params.get("eval", {}).get("direction", "maximize") == "maximize"
-        table = searched(trials_table(source))
+        everything = trials_table(source)
+        table = searched(everything)
         tables[source.label] = table
         baselines[source.label] = (source.json(f"{source.dir}/trials/baseline/metrics.json") or {}).get("score")
-    figures.append(_history(tables, baselines, maximize))
+        reference = everything[everything["trial"] == UNTUNED]["score"].dropna()
+        untuned[source.label] = float(reference.iloc[0]) if len(reference) else None
+    figures.append(_history(tables, baselines, maximize, untuned))
     for source in sources:
         params = source.yaml(f"{source.dir}/params.yaml", {})
         table = tables[source.label]

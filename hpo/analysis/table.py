@@ -1,17 +1,23 @@
 """The trials table: one row per trial of a campaign, the one view that report, status, compare and the HTML
 report all read.
 
-Columns: `trial`, `baseline`, `state` (complete, failed, pruned, interrupted, running, or prior for a warm-start
-observation), `score`, `params.<name>` for each hyperparameter, `train_tokens`, `train_steps` (with a pruner: the
-optimizer steps it trained, fewer than `train.max_steps` for a pruned trial), `lora_params` (when an objective: the
-adapter's weights) and `val_loss` (fine-tuning trials), `gen_tokens` and `inference_cost` (generation trials: the
-prompt and response tokens the trial's sampling spent, and its cost in the budget's units: tokens, or money with
-prices), `evaluated` (with `eval.pruner`: the instances the trial's score or generate stage evaluated, fewer than
-all for a trial the pruner stopped), `reason`, `warm_start_from`, and `train_tokens_total` and
-`inference_cost_total` (with a budget: the campaign's running totals, in trial order), `feasible` (with
-`campaign.constraints`) and `pareto` (on the Pareto front, with several `campaign.objectives`), and `wall_seconds`
-(the trial's wall time, all its stages, from `lineage.yaml`: it varies between runs, so the report keeps it out of
-`trials.csv`, which a rebuild reproduces byte for byte).
+Rows: the untuned reference first (`untuned`: the campaign's base model scored before any tuning, in campaigns
+recorded since it exists), then every recorded trial (the `baseline` trial, t000, t001, …), then the warm-start
+priors.
+
+Columns: `trial`, `baseline` (a reference row — `untuned`, or the `baseline` trial at litgpt's default LoRA / the
+generate section's settings — rather than a searched trial: never the best, not counted as searched), `state`
+(complete, failed, pruned, interrupted, running, or prior for a warm-start observation), `score`, `params.<name>`
+for each hyperparameter, `train_tokens`, `train_steps` (with a pruner: the optimizer steps it trained, fewer than
+`train.max_steps` for a pruned trial), `lora_params` (when an objective: the adapter's weights) and `val_loss`
+(fine-tuning trials), `gen_tokens` and `inference_cost` (generation trials: the prompt and response tokens the
+trial's sampling spent, and its cost in the budget's units: tokens, or money with prices), `evaluated` (with
+`eval.pruner`: the instances the trial's score or generate stage evaluated, fewer than all for a trial the pruner
+stopped), `reason`, `warm_start_from`, and `train_tokens_total` and `inference_cost_total` (with a budget: the
+campaign's running totals, in trial order), `feasible` (with `campaign.constraints`) and `pareto` (on the Pareto
+front, with several `campaign.objectives`), and `wall_seconds` (the trial's wall time, all its stages, from
+`lineage.yaml`: it varies between runs, so the report keeps it out of `trials.csv`, which a rebuild reproduces byte
+for byte). A reference row leaves blank what it has not: hyperparameters, training, running totals.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import pandas as pd
 
 from hpo.analysis.source import CampaignSource
 from hpo.record.files import plain
-from hpo.record.layout import BASELINE, STOPPED
+from hpo.record.layout import BASELINE, STOPPED, UNTUNED
 
 COLUMNS = [
     "trial",
@@ -144,7 +150,44 @@ def trials_table(source: CampaignSource) -> pd.DataFrame:
             if cost in table.columns:  # the campaign's running total, in trial order (a rebuild gives the same)
                 total = table[cost].where(ran).astype(float).fillna(0).cumsum().where(ran)
                 table.insert(table.columns.get_loc(cost) + 1, f"{cost}_total", total)
-    return _objectives_columns(table, declared, lineage)
+    table = _objectives_columns(table, declared, lineage)
+    reference = untuned_row(source, failures)
+    return table if reference is None else _with_reference(table, reference)
+
+
+def untuned_row(source: CampaignSource, failures: dict[str, Any]) -> dict[str, Any] | None:
+    """The untuned reference's row (its `untuned/metrics.json`, or its failure in failures.yaml), or None for a
+    campaign recorded before it existed (or whose reference has not run yet)."""
+    scored = source.json(f"{source.dir}/{UNTUNED}/metrics.json")
+    failure = failures.get(UNTUNED)
+    if scored is None and failure is None:
+        return None
+    state, reason = trial_state(scored, failure, None)
+    cost = (scored or {}).get("cost") or {}
+    return {
+        "trial": UNTUNED,
+        "baseline": True,
+        "state": state,
+        "score": (scored or {}).get("score") if failure is None else None,
+        "gen_tokens": cost.get("total_tokens"),
+        "inference_cost": cost.get("inference_cost"),
+        "evaluated": ((scored or {}).get("evaluation") or {}).get("instances"),
+        "reason": reason,
+        "pareto": False,  # with several objectives: a reference is on no front
+    }
+
+
+def _with_reference(table: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
+    """The table with a reference row first: the columns it leaves blank (no hyperparameters, no training) keep
+    their kind — a count stays a count (nullable), blank there."""
+    table = table.copy()
+    for column in table.columns:
+        if row.get(column) is None and pd.api.types.is_integer_dtype(table[column].dtype):
+            table[column] = table[column].astype("Int64")
+    top = pd.DataFrame(
+        {c: pd.Series([row.get(c)], dtype=table[c].dtype if len(table) else None) for c in table.columns}
+    )
+    return pd.concat([top, table], ignore_index=True) if len(table) else top
 
 
 def _objectives_columns(table: pd.DataFrame, declared: dict, lineage: dict) -> pd.DataFrame:

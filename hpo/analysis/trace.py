@@ -19,7 +19,7 @@ from typing import Any
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import trial_state
 from hpo.record.files import read_json, read_yaml
-from hpo.record.layout import CampaignPaths, TrialPaths
+from hpo.record.layout import UNTUNED, CampaignPaths, TrialPaths
 from hpo.record.records import (
     SCORE_SECTION,
     SCORE_STAGE,
@@ -61,19 +61,29 @@ JOINT_ARTEFACTS = {
     **{k: GENERATION_ARTEFACTS[k] for k in ("responses", "metrics", "eval_inputs")},
 }
 KIND_ARTEFACTS = {"finetune": ARTEFACTS, "generate": GENERATION_ARTEFACTS, "joint": JOINT_ARTEFACTS}
+# The untuned reference (`campaign trace <c> untuned`): the campaign's data and base model, and what its stage wrote.
+UNTUNED_ARTEFACTS: dict[str, Artefact] = {
+    "data": ARTEFACTS["data"],
+    "base_model": ARTEFACTS["base_model"],
+    "instances": ("untuned@{c}", lambda c, t: t.instances.as_posix()),
+    "metrics": ("untuned@{c}", ARTEFACTS["metrics"][1]),
+    "eval_inputs": ("untuned@{c}", ARTEFACTS["eval_inputs"][1]),
+}
 # Artefacts a trial has only when asked for (`campaign export`, the best trial, `model.trial`): shown when recorded.
 ON_DEMAND = ("merged",)
 
 
 def locked_hashes(paths: CampaignPaths, trial: str) -> dict[str, dict[str, Any]]:
-    """The DVC hash (md5, stage, path) of each artefact of a trial, as `dvc.lock` records it."""
+    """The DVC hash (md5, stage, path) of each artefact of a trial (or of the untuned reference), as `dvc.lock`
+    records it."""
     source = CampaignSource(paths.name, root=paths.root)
     names = {"c": paths.name, "k": stage_key(paths.name, trial)}
     relative = CampaignPaths(paths.name)  # paths as dvc.lock has them, relative to the workspace
     hashes: dict[str, dict[str, Any]] = {}
-    for artefact, (stage_tpl, path_of) in KIND_ARTEFACTS[campaign_kind(paths)].items():
+    artefacts = UNTUNED_ARTEFACTS if trial == UNTUNED else KIND_ARTEFACTS[campaign_kind(paths)]
+    for artefact, (stage_tpl, path_of) in artefacts.items():
         stage = stage_tpl.format(**names) if "@" in stage_tpl else trial_stage(paths, trial, stage_tpl)
-        path = path_of(relative, relative.trial(trial))
+        path = path_of(relative, relative.untuned if trial == UNTUNED else relative.trial(trial))
         md5 = source.locked_md5(stage, path)
         if artefact in ON_DEMAND and md5 is None:
             continue  # not asked for: a trial records its adapter, a merge only when needed
@@ -86,19 +96,20 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
 
     Args:
         paths: the campaign.
-        trial: the trial id (t003, baseline).
+        trial: the trial id (t003, baseline), or `untuned` (the untuned reference: `untuned_manifest`).
 
     Returns:
         The lineage manifest as a JSON-ready dict.
     """
     params = paths.load()
+    if trial == UNTUNED:
+        return untuned_manifest(paths, params)
     record = read_trial(paths, trial)
     out = paths.trial(trial)
     trained = read_json(out.train_metrics) or {}
     scored = read_json(out.metrics) or {}
     failures = read_yaml(paths.failures, {})
     attrs = read_lineage(paths, trial)
-    lm_eval = scored.get("lm_eval", {})
     return {
         "campaign": paths.name,
         "trial": trial,
@@ -111,35 +122,67 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
         "hashes": locked_hashes(paths, trial),
         **_model_source(paths, params),
         **_settings(params, record["params"], trained, scored),
-        "evaluation": {
-            "tasks": {t: (lm_eval.get("versions") or {}).get(t) for t in params.eval.tasks},
-            "num_fewshot": params.eval.num_fewshot,
-            "limit": params.eval.limit,
-            # with eval.pruner: its options, and the instances evaluated, of how many, and who stopped it
-            "pruner": params.eval.pruner.model_dump() if params.eval.pruner else None,
-            "instances": scored.get("evaluation"),
-            "batch_size": params.eval.batch_size,
-            "padding_side": lm_eval.get("padding_side"),
-            "dtype": lm_eval.get("dtype"),
-            "device": lm_eval.get("device"),
-            "task_dir": str(params.eval.task_dir) if params.eval.task_dir else None,
-            # sha256 of every file the score read, as recorded; those whose content differs on disk now
-            "inputs": lm_eval.get("inputs"),
-            "inputs_changed": changed_inputs(lm_eval.get("inputs") or {}, paths.root),
-            "datasets": lm_eval.get("datasets"),  # hub datasets: path, name, revision, fingerprint per split
-            # DVC's hashes of the score stage's evaluation-input dependencies, from dvc.lock
-            "dvc_deps": {
-                d["path"]: d.get("md5")
-                for d in CampaignSource(paths.name, root=paths.root)
-                .stage_lock(trial_stage(paths, trial, SCORE_STAGE[params.campaign.kind]))
-                .get("deps", [])
-                if d.get("path") in score_input_deps(paths.name, _task_dir(paths, trial))
-            },
-        },
+        "evaluation": _evaluation(
+            paths, params, scored, trial_stage(paths, trial, SCORE_STAGE[params.campaign.kind]), _task_dir(paths, trial)
+        ),
         "score": scored.get("score"),
         "wall_seconds": {
             "trial": attrs.get("wall_seconds"),
             **(attrs.get("stage_seconds") or {}),
+        },
+    }
+
+
+def untuned_manifest(paths: CampaignPaths, params: Any) -> dict[str, Any]:
+    """What the untuned reference depends on: the seeds every trial evaluates with, the torch threads, the DVC
+    hashes of data, base model and what its stage wrote, the evaluation (as a trial's) and its score. It has no
+    decision and no lineage of its own (no hyperparameters; no wall times in the record)."""
+    scored = read_json(paths.untuned.metrics) or {}
+    failure = read_yaml(paths.failures, {}).get(UNTUNED)
+    state, reason = trial_state(scored or None, failure, None)
+    # the generate section's settings a generating campaign's reference samples at (it trains nothing)
+    settings = {"generation": _settings(params, {}, {}, scored)["generation"]} if params.campaign.generates else {}
+    return {
+        "campaign": paths.name,
+        "trial": UNTUNED,
+        "state": state,
+        "reason": reason,
+        "reference": scored.get("reference"),
+        "seeds": {k: v for k, v in params.seeds().items() if k in ("eval", "generate")},
+        "threads": scored.get("threads"),
+        "hashes": locked_hashes(paths, UNTUNED),
+        **_model_source(paths, params),
+        **settings,
+        "evaluation": _evaluation(paths, params, scored, f"{UNTUNED}@{paths.name}", _task_dir(paths, UNTUNED)),
+        "score": scored.get("score"),
+    }
+
+
+def _evaluation(paths: CampaignPaths, params: Any, scored: dict[str, Any], stage: str, task_dir: str) -> dict[str, Any]:
+    """How a score was evaluated: tasks and their versions, settings, the instances (with eval.pruner), the files it
+    read (recorded, and those changed since) and DVC's hashes of its stage's evaluation-input dependencies."""
+    lm_eval = scored.get("lm_eval", {})
+    return {
+        "tasks": {t: (lm_eval.get("versions") or {}).get(t) for t in params.eval.tasks},
+        "num_fewshot": params.eval.num_fewshot,
+        "limit": params.eval.limit,
+        # with eval.pruner: its options, and the instances evaluated, of how many, and who stopped it
+        "pruner": params.eval.pruner.model_dump() if params.eval.pruner else None,
+        "instances": scored.get("evaluation"),
+        "batch_size": params.eval.batch_size,
+        "padding_side": lm_eval.get("padding_side"),
+        "dtype": lm_eval.get("dtype"),
+        "device": lm_eval.get("device"),
+        "task_dir": str(params.eval.task_dir) if params.eval.task_dir else None,
+        # sha256 of every file the score read, as recorded; those whose content differs on disk now
+        "inputs": lm_eval.get("inputs"),
+        "inputs_changed": changed_inputs(lm_eval.get("inputs") or {}, paths.root),
+        "datasets": lm_eval.get("datasets"),  # hub datasets: path, name, revision, fingerprint per split
+        # DVC's hashes of the score stage's evaluation-input dependencies, from dvc.lock
+        "dvc_deps": {
+            d["path"]: d.get("md5")
+            for d in CampaignSource(paths.name, root=paths.root).stage_lock(stage).get("deps", [])
+            if d.get("path") in score_input_deps(paths.name, task_dir)
         },
     }
 
@@ -228,7 +271,10 @@ def check(paths: CampaignPaths, trial: str) -> dict[str, str]:
 
 
 def _task_dir(paths: CampaignPaths, trial: str) -> str:
-    """The task folder a trial's score stage depends on (the registry's `task_dir`)."""
-    section = SCORE_SECTION[SCORE_STAGE[campaign_kind(paths)]]
-    entry = read_registry(paths.root)[section].get(stage_key(paths.name, trial)) or {}
+    """The task folder a trial's score stage (or the untuned stage) depends on (the registry's `task_dir`)."""
+    registry = read_registry(paths.root)
+    if trial == UNTUNED:
+        entry = registry["campaigns"].get(paths.name) or {}
+    else:
+        entry = registry[SCORE_SECTION[SCORE_STAGE[campaign_kind(paths)]]].get(stage_key(paths.name, trial)) or {}
     return entry.get("task_dir") or task_dir_dep(read_yaml(paths.params, {}).get("eval", {}).get("task_dir"))

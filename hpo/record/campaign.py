@@ -1,14 +1,16 @@
 """A campaign's bookkeeping behind one small interface: propose → run → finish, and everything they record.
 
-The flow tells the story (prepare → baseline → interrupted trials → loop(propose → run → finish) → report) and
-calls only this object; it never opens a record file or takes a lock. Behind it:
+The flow tells the story (prepare → untuned reference and baseline → interrupted trials → loop(propose → run →
+finish) → report) and calls only this object; it never opens a record file or takes a lock. Behind it:
 
 - `prepare` validates and records the declaration, builds data, base model and design through DVC (one process at
   a time), computes the lineage every trial shares, opens the Optuna study, adds warm-start priors and enqueues
   the design points;
 - `propose` asks the proposer under the records lock and writes the decision (params and seeds in the trial's
   `trial.yaml`, its stages, its lineage) before the trial runs — decisions are data;
-- the trial itself runs on a warm worker (`hpo.trials.worker.run_trial`), which commits its stages to DVC;
+- the trial itself runs on a warm worker (`hpo.trials.worker.run_trial`), which commits its stages to DVC; so does
+  the untuned reference (the campaign's `untuned` stage: the base model scored before any tuning), whose outcome
+  `untuned` records;
 - `finish` records the outcome — the score told to the study, or the failure and its reason — and its costs.
 """
 
@@ -34,6 +36,7 @@ from hpo.record.records import (
     record_failure,
     record_lineage,
     record_trial,
+    record_untuned_failure,
     request_merge,
     start_campaign,
     trial_ids,
@@ -293,10 +296,20 @@ class Campaign:
         return None
 
     def _failure(self, trial: str, err: Exception) -> dict[str, Any]:
-        lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]
-        reason = lines[-1] if lines else (str(err).splitlines() or [type(err).__name__])[0]
+        reason = error_line(err)
         record_failure(self.paths, trial, reason)
         return {"state": "failed", "reason": reason, "score": None}
+
+    def untuned(self, outcome: dict[str, Any] | Exception) -> dict[str, Any]:
+        """Records how the untuned reference's evaluation (`untuned@<c>`, run on a worker) ended: a failure in
+        failures.yaml with its error's line — the campaign goes on, and a later run tries again, since DVC has not
+        recorded it — or, once it is recorded, no failure. Returns its metrics (for the progress line)."""
+        if isinstance(outcome, Exception):
+            reason = error_line(outcome)
+            record_untuned_failure(self.paths, reason)
+            return {"state": "failed", "reason": reason, "score": None}
+        record_untuned_failure(self.paths, None)
+        return outcome
 
     def too_many_failures(self) -> str | None:
         """Why the campaign must stop (more failed trials than `campaign.max_failures`), or None."""
@@ -318,6 +331,12 @@ class Campaign:
         if self.params.campaign.trains and summary.get("best"):  # best.json names a usable model: merge it
             merge_trial(self.paths, summary["best"]["trial"], "best")
         return summary
+
+
+def error_line(err: Exception) -> str:
+    """The line of an error's message that names the exception (a stage's, from its traceback), else its first."""
+    lines = [m.group(1) for m in map(ERROR_LINE.match, str(err).splitlines()) if m]
+    return lines[-1] if lines else (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def merge_trial(paths: CampaignPaths, trial: str, reason: str) -> Path:

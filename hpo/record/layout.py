@@ -9,6 +9,8 @@ campaigns/<name>/study.journal    the Optuna study (JournalStorage)
 campaigns/<name>/data/            train/val/eval splits and the lm-eval task folder (prepare_data)
 campaigns/<name>/base_model/      the base checkpoint, or a pointer to the user's (base_model)
 campaigns/<name>/design.json      the Latin-hypercube points (design)
+campaigns/<name>/untuned/         the untuned reference (untuned): the base model scored before any tuning, as the
+                                  trials are scored — metrics.json, instances.jsonl
 campaigns/<name>/trials/<id>/     one trial, every file of it written once or updated alone (bookkeeping per trial
                                   does not grow with the campaign):
     trial.yaml                    its decision (`{<id>: {params, seeds, threads, budget, pruned}}`), written before
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # the schema asks this module where things are (a trial's mer
 CAMPAIGNS_DIR = Path("campaigns")
 REGISTRY = CAMPAIGNS_DIR / "registry.yaml"
 BASELINE = "baseline"  # the id of the trial run at litgpt's default settings, for comparison
+UNTUNED = "untuned"  # the reference before any tuning: the base model scored as the trials are (`untuned@<c>`)
 STOPPED = "stopped"  # lineage.yaml: the signal that stopped the run while the trial ran (until it runs again)
 
 
@@ -94,6 +97,12 @@ class CampaignPaths:
     @property
     def report(self) -> Path:
         return self.dir / "report"
+
+    @property
+    def untuned(self) -> TrialPaths:
+        """`<campaign>/untuned/`: the untuned reference's metrics.json and instances.jsonl (the `untuned` stage),
+        laid out as a trial's."""
+        return TrialPaths(self.dir / UNTUNED)
 
     def trial(self, trial: str) -> TrialPaths:
         return TrialPaths(self.dir / "trials" / trial)

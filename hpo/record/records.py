@@ -20,7 +20,7 @@ from typing import Any
 
 from hpo.config import Params, ParamsError, load_params, merged_model
 from hpo.record.files import read_json, read_yaml, records_lock, write_yaml
-from hpo.record.layout import REGISTRY, CampaignPaths
+from hpo.record.layout import REGISTRY, UNTUNED, CampaignPaths
 from hpo.tasks import task_dir_dep
 
 # The registry sections whose entries dvc.yaml's `foreach` turns into stages: `adapters` → train_lora, `trials` →
@@ -242,15 +242,34 @@ def record_failure(paths: CampaignPaths, trial: str, reason: str) -> None:
         _withdraw_legacy(paths, trial)
 
 
+def record_untuned_failure(paths: CampaignPaths, reason: str | None) -> None:
+    """Records in failures.yaml that the untuned reference's evaluation raised (`untuned: <reason>`; the campaign
+    goes on without it), or, with None, forgets such a failure of an earlier run (it has been recorded since)."""
+    with records_lock(paths.root):
+        failures = read_yaml(paths.failures, {})
+        if failures.get(UNTUNED) == reason:
+            return
+        if reason is None:
+            failures.pop(UNTUNED)
+        else:
+            failures[UNTUNED] = reason
+        write_yaml(paths.failures, failures)
+
+
 def register_campaign(paths: CampaignPaths, params: Params) -> None:
-    """Adds the campaign's own stages (prepare_data, base_model, design, report) to the registry, with the
-    files outside the campaign folder that they read (the data file; the corpus or the user's checkpoint), and
-    gives each of its trials the task folder its score depends on (`task_dir`). Writing the registry also fills
-    in `task_dir` for trials recorded by older code (see `read_registry`), without which dvc.yaml does not parse."""
+    """Adds the campaign's own stages (prepare_data, base_model, design, untuned, report) to the registry, with the
+    files outside the campaign folder that they read (the data file; the corpus or the user's checkpoint; the task
+    folder the untuned reference is scored on), and gives each of its trials the task folder its score depends on
+    (`task_dir`). Writing the registry also fills in `task_dir` for campaigns and trials recorded by older code
+    (see `read_registry`), without which dvc.yaml does not parse."""
     with records_lock(paths.root):
         registry = read_registry(paths.root)
         model_source = params.model.checkpoint_dir or params.data.corpus
-        registry["campaigns"][paths.name] = {"data": str(params.data.path), "model_source": str(model_source)}
+        registry["campaigns"][paths.name] = {
+            "data": str(params.data.path),
+            "model_source": str(model_source),
+            "task_dir": task_dir_dep(params.eval.task_dir),
+        }
         for section in SECTIONS:
             for entry in registry[section].values():
                 if entry.get("campaign") == paths.name:
@@ -309,20 +328,28 @@ def check_mergeable(source: CampaignPaths, trial: str | None, what: str) -> None
 
 def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
     """The workspace registry with every section present and every entry complete, as the current dvc.yaml reads
-    it. Trials are in it only when recorded before per-trial records; their entries are completed: a score entry
-    without `task_dir` gets its campaign's (from the frozen params), a fine-tuning trial registered before `adapters`
+    it. A campaign entry without `task_dir` (registered before the untuned stage) gets its frozen params'. Trials are
+    in it only when recorded before per-trial records; their entries are completed: a score entry without
+    `task_dir` gets its campaign's (from the frozen params), a fine-tuning trial registered before `adapters`
     existed gets its entry there, a generation entry without `model` samples from its campaign's base model, and
     each names its decisions (`trials.yaml`)."""
     registry = read_yaml(root / REGISTRY, {})
     trials = registry.get("trials") or {}
     frozen: dict[str, str] = {}
+
+    def task_dir_of(name: str) -> str:
+        if name not in frozen:
+            declared = read_yaml(CampaignPaths(name, root).params, {})
+            frozen[name] = task_dir_dep((declared.get("eval") or {}).get("task_dir"))
+        return frozen[name]
+
+    campaigns = registry.get("campaigns") or {}
+    for name, entry in campaigns.items():
+        if isinstance(entry, dict) and "task_dir" not in entry:
+            entry["task_dir"] = task_dir_of(name)
     for entry in trials.values():
         if isinstance(entry, dict) and "task_dir" not in entry and "campaign" in entry:
-            name = entry["campaign"]
-            if name not in frozen:
-                declared = read_yaml(CampaignPaths(name, root).params, {})
-                frozen[name] = task_dir_dep((declared.get("eval") or {}).get("task_dir"))
-            entry["task_dir"] = frozen[name]
+            entry["task_dir"] = task_dir_of(entry["campaign"])
     sections = {section: registry.get(section) or {} for section in SECTIONS}
     sections["trials"] = trials
     for key, entry in trials.items():  # a fine-tuning trial registered before `adapters` existed trains there
@@ -333,7 +360,7 @@ def read_registry(root: Path = Path(".")) -> dict[str, dict[str, Any]]:
     for section in SECTION_STAGE:  # their decisions are their campaign's trials.yaml
         for entry in sections[section].values():
             entry.setdefault("decisions", CampaignPaths(entry["campaign"]).trials.as_posix())
-    return {"campaigns": registry.get("campaigns") or {}, **sections}
+    return {"campaigns": campaigns, **sections}
 
 
 def stage_key(campaign: str, trial: str) -> str:
@@ -425,5 +452,6 @@ def _start(paths: CampaignPaths, params: Params, frozen: dict, params_file: Path
     for path in (paths.trials, paths.failures, paths.warm_start):
         if not path.is_file():
             write_yaml(path, {})
+    paths.untuned.dir.mkdir(parents=True, exist_ok=True)  # a dependency of the report stage, before untuned runs
     register_campaign(paths, params)
     return paths, params

@@ -29,7 +29,7 @@ from typing import Any
 import optuna
 
 from hpo.config import Params, derive_seed
-from hpo.record.layout import BASELINE, CampaignPaths
+from hpo.record.layout import BASELINE, UNTUNED, CampaignPaths
 
 # Called after each validation during training with (step, validation loss); returns who stopped the trial there
 # (recorded as `pruned.by`), or None to go on.
@@ -218,7 +218,7 @@ def eval_describe(params: Params) -> str:
 
 
 def never(_values: Sequence[tuple[Instance, float]]) -> str | None:
-    """An evaluation no pruner stops (the baseline's, or one outside a worker that asks)."""
+    """An evaluation no pruner stops (the baseline's, the untuned reference's, or one outside a worker that asks)."""
     return None
 
 
@@ -330,14 +330,14 @@ class AskEvalPruner:
 def eval_stop_for(paths: CampaignPaths, params: Params, trial: str, record: dict[str, Any]) -> InstanceWise | None:
     """How a scoring stage evaluates with `eval.pruner`: in the campaign's chunks, stopping after the instances
     its record names (a decision made earlier, or by the run DVC recorded), else — only inside a worker that asks —
-    where the pruner says, else never (the baseline, a rebuild of a trial evaluated to the end); None without
-    `eval.pruner` (lm-eval's own order, all at once)."""
+    where the pruner says, else never (the baseline, the untuned reference, a rebuild of a trial evaluated to the
+    end); None without `eval.pruner` (lm-eval's own order, all at once)."""
     spec = params.eval.pruner
     if spec is None:
         return None
     stop: EvalStop = never
     if record.get("eval_pruned"):
         stop = recorded_eval_stop(record["eval_pruned"])
-    elif _asking and trial != BASELINE:
+    elif _asking and trial not in (BASELINE, UNTUNED):
         stop = AskEvalPruner(paths, params, trial)
     return InstanceWise(seed=derive_seed(params.campaign.seed, "eval-order"), chunk=spec.chunk, stop=stop)

@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +32,7 @@ import psutil
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from hpo.record.dvc import StageError, commit, up_to_date
+from hpo.record.files import file_lock
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import trial_stage
 from hpo.search.pruning import asking
@@ -156,6 +157,66 @@ def run_trial(
     metrics["worker_peak_rss_mb"] = peak_rss_mb()  # the most the worker has held so far (its trials included)
     metrics["gpus"] = _gpus()
     return {**metrics, **spent}
+
+
+def run_campaign_stage(
+    root: str, campaign: str, stage: str, function: Callable[[CampaignPaths], dict[str, Any]]
+) -> dict[str, Any]:
+    """Runs one of a campaign's own stages (`<stage>@<campaign>` of the root dvc.yaml: the untuned reference) in
+    this process and records it with `dvc commit`, as `run_trial` does a trial's stages: the worker's imports and
+    cached base weights make it an evaluation of seconds rather than a stage process's imports. A stage that
+    dvc.lock records with the files on disk is not run again, as `dvc repro` would skip it (a resumed campaign, or
+    another process of the campaign that ran it meanwhile: one process at a time runs it). Its metrics are
+    `campaigns/<c>/<stage>/metrics.json`.
+
+    Args:
+        root: the workspace (where dvc.yaml lives), absolute.
+        campaign: the campaign's name.
+        stage: the stage's name in dvc.yaml (`untuned`); its output goes to `logs/<stage>.log`.
+        function: the stage's function (what `python -m stages.<stage>` runs): `function(paths)` → its metrics.
+
+    Returns:
+        The stage's metrics with `ran` (False: recorded already, not run), its wall seconds and the worker.
+
+    Raises:
+        StageError: the stage raised (its exception's line is in the message; the traceback is in the log).
+    """
+    os.chdir(root)
+    if root not in sys.path:  # the workspace's own code, as `python -m stages.<name>` under DVC imports it
+        sys.path.insert(0, root)
+    paths = CampaignPaths(campaign)
+    logs = paths.dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    worker = worker_name()
+    target = f"{stage}@{campaign}"
+    start = time.perf_counter()
+    # one process at a time (several `campaign run` processes may share a campaign): the next finds it recorded
+    with (
+        file_lock(paths.dir / f".{stage}.lock"),
+        (logs / f"{stage}.log").open("a", buffering=1) as log,
+        _output_to(log),
+    ):
+        if up_to_date(target):
+            print(f"Stage '{target}' is recorded in dvc.lock and unchanged: not run again", flush=True)
+            metrics = json.loads((paths.dir / stage / "metrics.json").read_text())
+            return {**metrics, "ran": False, "ran_on": worker}
+        _unless_cancelled(f"before stage '{target}'")
+        kind_of(paths.load()).warm_up()
+        print(f"Running stage '{target}' in worker {worker}", flush=True)
+        try:
+            metrics = function(paths)
+        except Exception as err:
+            traceback.print_exc()
+            raise StageError(
+                f"{target} failed in worker {worker}; see {logs / f'{stage}.log'}:\n{type(err).__name__}: {err}",
+                transient=False,
+            ) from None
+        finally:
+            cache.release()
+        _unless_cancelled("before its dvc commit")
+        print(f"Recording {target} with dvc commit", flush=True)
+        commit([target])
+    return {**metrics, "ran": True, "ran_on": worker, "wall_seconds": round(time.perf_counter() - start, 3)}
 
 
 class TrialCancelled(RuntimeError):
