@@ -104,4 +104,3 @@ Hugging Face transformers (a complete folder: config, safetensors weights, token
   campaign export {trial} --format hf --to DIR
   python: from transformers import AutoModelForCausalLM, AutoTokenizer
           model = AutoModelForCausalLM.from_pretrained("DIR"); tokenizer = AutoTokenizer.from_pretrained("DIR")"""
-

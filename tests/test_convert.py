@@ -128,8 +128,6 @@ def test_cli_refuses_a_corrupt_gguf_and_writes_nothing(workspace: Path) -> None:
         env={**os.environ, "PREFECT_HOME": str(workspace / ".prefect")},
     )
     assert done.returncode == 2
-    assert done.stderr == "error: model.checkpoint_dir: broken.gguf is not a readable GGUF file " + (
-        done.stderr.split("file ", 1)[1]
-    )
+    assert done.stderr.startswith("error: model.checkpoint_dir: broken.gguf is not a readable GGUF file (")
     assert done.stderr.count("\n") == 1
     assert sorted(p.relative_to(workspace) for p in (workspace / "campaigns").rglob("*")) == before
