@@ -246,7 +246,8 @@ def convert(source: Path, out_dir: Path, architecture: str | None = None) -> dic
     record = {
         "source": workspace_path(source),
         "source_kind": kind,
-        "source_sha256": hash_path(source),
+        # a file's own sha256 (what `sha256sum` prints); a folder's over its files' names and contents
+        "source_sha256": _file_sha256(source) if source.is_file() else hash_path(source),
         "litgpt_name": config.name,
         "tokenizer": tokenizer_fix,
         "converters": _versions(kind),
@@ -302,6 +303,16 @@ def _mirror(source: Path, hf_dir: Path) -> dict[str, Any]:
         elif file.name in HF_FILES:
             shutil.copyfile(file, hf_dir / file.name)
     return {}
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _versions(kind: SourceKind) -> dict[str, str]:

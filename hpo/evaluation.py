@@ -2,15 +2,23 @@
 lm-eval.
 
 The model is litgpt's `GPT` wrapped in lm-eval's `LM` interface, so any litgpt checkpoint is scored as it is,
-without a conversion to Hugging Face format. Prompts are encoded exactly as litgpt's fine-tuning data is (context
-with BOS, continuation without), loglikelihood batches are right-padded, and `generate_until` samples with
+without a conversion to Hugging Face format. Requests are encoded as lm-eval's Hugging Face backend (`HFLM`)
+encodes them — lm-eval's `TemplateLM` split of a (context, continuation) pair: the context's trailing spaces moved
+to the continuation, the whole encoded and the context's tokens cut off; BOS first where the tokenizer puts it
+(litgpt's `use_bos`) unless the text starts with it (a chat template's prompt) — so both give the same
+log-likelihoods and greedy responses (tests/test_peer.py). Log-likelihood requests are scored as HFLM scores
+them, longest first in right-padded batches, one forward per distinct model input (the choices of a
+multiple-choice instance whose continuations are one token share their context's), the output layer and
+log-softmax only at the continuation's positions. `generate_until` samples with
 `hpo.generation` — KV-cached, batched, each response drawn from a generator of its own seeded from the LM's seed,
 the task, the instance (lm-eval's doc_id) and the response's index among the instance's `repeats` — and honours
 the request's generation_kwargs: `until`, `max_gen_toks`, `do_sample` (false: greedy), `temperature`, `top_p`,
 `top_k`, and the extra keys `repetition_penalty`, `presence_penalty`, `frequency_penalty`. It keeps the tokens
 each instance cost (`usage`), and takes a response this worker drew before for exactly the same weights,
 settings, prompt and seed from `hpo.trials.cache` instead of sampling it again (EcoOptiGen's reuse when n grows:
-the seed of response j does not depend on n).
+the seed of response j does not depend on n). With `eval.chat_template`, lm-eval formats every prompt with the
+checkpoint's chat template (`apply_chat_template`, through the transformers tokenizer of the checkpoint's folder, as
+HFLM does).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from hpo.trials import cache
 from hpo.trials.cache import cached, file_hash, folder_hash
 
 Row = tuple[int, list[int], Any, int, tuple[str, int]]  # request index, prompt ids, sampling, seed, instance
-PADDING_SIDE = "right"  # loglikelihood batches; generation batches hold prompts of one length (no padding)
+PADDING_SIDE = "right"  # loglikelihood batches and generation's prompts (each row at its own positions from 0)
 
 
 def sampling_of(kwargs: dict[str, Any]) -> Any:
@@ -62,6 +70,7 @@ def make_lm(
     adapter: Path | None = None,
     precision: str = "32-true",
     instance_wise: InstanceWise | None = None,
+    chat_template: bool = False,
 ) -> Any:
     """An lm-eval `LM` over the litgpt checkpoint in `checkpoint_dir`, with a trial's LoRA adapter merged in.
 
@@ -82,19 +91,26 @@ def make_lm(
         instance_wise: with `eval.pruner`: evaluate the instances in the campaign's order, a chunk at a time, and
             stop where it says (`hpo.search.pruning.InstanceWise`); the requests of instances not evaluated get
             placeholder results (an empty response, a log-likelihood of -inf), which the stage leaves out.
+        chat_template: `eval.chat_template`: load the checkpoint's chat template (transformers' tokenizer of
+            `checkpoint_dir`) for lm-eval's `apply_chat_template`; a ValueError naming the key if it has none.
     """
     import torch
     import torch.nn.functional as F
     from litgpt import Config, Tokenizer
     from litgpt.model import GPT
-    from lm_eval.api.model import LM
+    from lm_eval.api.model import TemplateLM
     from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+    from hpo.generation import logits_at
 
     placed = placement(precision, Devices.visible())
     device, dtype = torch.device(placed.device), getattr(torch, placed.eval_dtype)
 
-    class LitGPTLM(LM):
-        """litgpt's GPT behind lm-eval's loglikelihood / generate_until interface."""
+    class LitGPTLM(TemplateLM):
+        """litgpt's GPT behind lm-eval's loglikelihood / generate_until interface (a `TemplateLM`, as HFLM is: its
+        `_encode_pair` splits a request into context and continuation tokens)."""
+
+        backend = "causal"
 
         def __init__(self) -> None:
             super().__init__()
@@ -113,6 +129,8 @@ def make_lm(
             self.model.max_seq_length = config.block_size
             self.block_size = config.block_size
             self.batch_size = batch_size
+            self.chat = _chat_tokenizer(checkpoint_dir) if chat_template else None
+            self.eos_ids = _generation_eos(checkpoint_dir)
             # what the responses depend on, for the response cache: the base weights and the adapter's
             self.weights = file_hash(weights) + ("" if adapter is None else file_hash(adapter / "lit_model.pth.lora"))
             self.reused = 0  # responses taken from this worker's earlier trials (rule 3), not sampled again
@@ -125,36 +143,83 @@ def make_lm(
                 "device": device.type,
                 "dtype": str(dtype).removeprefix("torch."),
                 "padding_side": PADDING_SIDE,
+                "batch_size": batch_size,
+                "chat_template": chat_template,
+                "eos_ids": sorted({self.tokenizer.eos_id, *self.eos_ids} - {None}),  # where a response ends
                 "cpu_threads": torch.get_num_threads(),
                 "generation_batch_size": generation_batch_size,
                 "generation_seed": seed,
             }
 
-        def _encode(self, text: str, bos: bool) -> list[int]:
-            return self.tokenizer.encode(text, bos=bos, eos=False).tolist()
+        @property
+        def eot_token_id(self) -> int:
+            return int(self.tokenizer.eos_id)
+
+        @property
+        def prefix_token_id(self) -> int:  # HFLM's: the context of an empty-context request
+            return int(self.tokenizer.bos_id if self.tokenizer.bos_id is not None else self.tokenizer.eos_id)
+
+        def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+            """HFLM's `tok_encode`: the text's tokens, with BOS first where the tokenizer puts it (litgpt's
+            `use_bos`, what fine-tuning encoded prompts with; `hpo.export` gives a Hugging Face folder the same
+            rule) unless `add_special_tokens` is False, or None and the text starts with BOS already (a chat
+            template's prompt does: no second BOS)."""
+            if self.tokenizer.backend == "huggingface":  # the text's tokens alone, no post-processor's specials
+                ids = self.tokenizer.processor.encode(string, add_special_tokens=False).ids
+            else:  # sentencepiece adds none
+                ids = self.tokenizer.encode(string, bos=False).tolist()
+            bos = self.tokenizer.bos_id
+            if add_special_tokens is None:
+                add_special_tokens = not (ids and ids[0] == bos)
+            return [bos, *ids] if add_special_tokens and self.tokenizer.use_bos and bos is not None else ids
+
+        def _request_tokens(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+            """A loglikelihood request's context and continuation tokens, as `TemplateLM.loglikelihood` makes them."""
+            if context:
+                return self._encode_pair(context, continuation)
+            tokens = self.tok_encode(continuation, add_special_tokens=False)  # the prefix token as context
+            prefix = self.prefix_token_id
+            return ([prefix], tokens) if prefix != tokens[0] else (tokens[:1], tokens[1:])
+
+        def _loglikelihood_tokens(self, requests: list[Any], **kwargs: Any) -> list[tuple[float, bool]]:
+            return self._score([(context, continuation) for _, context, continuation in requests])
 
         @torch.inference_mode()
         def _score(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+            """(log-likelihood, greedy) of each continuation given its context, as HFLM computes them."""
+            # requests with the same model input (context + continuation but its last token, left-truncated to the
+            # context) share one forward: e.g. the choices of a multiple-choice instance when each is one token
+            inputs: dict[tuple[int, ...], int] = {}  # model input -> continuation positions needed (the most)
+            for context, continuation in pairs:
+                seq = tuple((context + continuation)[-(self.block_size + 1) : -1])
+                inputs[seq] = max(inputs.get(seq, 0), len(continuation))
+            # longest first (lm-eval's order): a batch's rows are of similar lengths, little padding is computed
+            order = sorted(inputs, key=lambda seq: (-len(seq), seq))
+            logprobs: dict[tuple[int, ...], torch.Tensor] = {}  # model input -> its last positions' log-softmax
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                batch = torch.zeros((len(chunk), len(chunk[0])), dtype=torch.long)  # right-padded
+                rows: list[int] = []
+                positions: list[int] = []  # each input's last positions: those its continuations are scored at
+                for i, seq in enumerate(chunk):
+                    batch[i, : len(seq)] = torch.tensor(seq)
+                    rows += [i] * inputs[seq]
+                    positions += range(len(seq) - inputs[seq], len(seq))
+                where = (torch.tensor(rows, device=device), torch.tensor(positions, device=device))
+                logits = logits_at(self.model, batch.to(device), where)
+                scored = F.log_softmax(logits.float(), dim=-1).cpu().split([inputs[seq] for seq in chunk])
+                logprobs.update(zip(chunk, scored, strict=True))
             results: list[tuple[float, bool]] = []
-            for start in range(0, len(pairs), self.batch_size):
-                chunk = pairs[start : start + self.batch_size]
-                seqs = [(ctx + cont)[-(self.block_size + 1) :] for ctx, cont in chunk]
-                inputs = [s[:-1] for s in seqs]
-                width = max(len(x) for x in inputs)
-                batch = torch.zeros((len(inputs), width), dtype=torch.long)
-                for i, x in enumerate(inputs):
-                    batch[i, : len(x)] = torch.tensor(x)
-                logprobs = F.log_softmax(self.model(batch.to(device)).float(), dim=-1).cpu()
-                for i, (_, cont) in enumerate(chunk):
-                    n, end = len(cont), len(inputs[i])
-                    rows = logprobs[i, end - n : end]
-                    target = torch.tensor(cont)
-                    total = rows.gather(1, target[:, None]).sum().item()
-                    results.append((float(total), bool((rows.argmax(-1) == target).all())))
+            for context, continuation in pairs:
+                seq = tuple((context + continuation)[-(self.block_size + 1) : -1])
+                scores = logprobs[seq][-len(continuation) :]
+                target = torch.tensor(continuation)
+                total = scores.gather(1, target[:, None]).sum().item()
+                results.append((float(total), bool((scores.argmax(-1) == target).all())))
             return results
 
         def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-            pairs = [(self._encode(c, bos=True), self._encode(x, bos=False)) for c, x in (r.args for r in requests)]
+            pairs = [self._request_tokens(*request.args) for request in requests]
             if instance_wise is None:
                 return self._score(pairs)
             results: list[tuple[float, bool]] = [(float("-inf"), False)] * len(requests)  # (not evaluated)
@@ -174,20 +239,25 @@ def make_lm(
             return results
 
         def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
-            out = []
+            windows: list[list[tuple[list[int], list[int]]]] = []
             for (text,) in (r.args for r in requests):
-                tokens = self._encode(text, bos=False)
-                windows = [
-                    make_disjoint_window(w)
-                    for w in get_rolling_token_windows(
-                        token_list=tokens,
-                        prefix_token=self.tokenizer.bos_id if self.tokenizer.bos_id is not None else 0,
-                        max_seq_len=self.block_size,
-                        context_len=1,
-                    )
-                ]
-                out.append(sum(lp for lp, _ in self._score([(list(c), list(x)) for c, x in windows])))
-            return out
+                tokens = self.tok_encode(text)  # as HFLM: BOS first where the tokenizer puts it
+                windows.append(
+                    [
+                        (list(c), list(x))
+                        for c, x in map(
+                            make_disjoint_window,
+                            get_rolling_token_windows(
+                                token_list=tokens,
+                                prefix_token=self.prefix_token_id,
+                                max_seq_len=self.block_size,
+                                context_len=1,
+                            ),
+                        )
+                    ]
+                )
+            scored = iter(self._score([w for own in windows for w in own]))  # all requests' windows batched
+            return [sum(next(scored)[0] for _ in own) for own in windows]
 
         def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
             # lm-eval hands each request `repeats` times in a row (the same object): its copies are responses 0..n-1
@@ -196,7 +266,7 @@ def make_lm(
             for row, request in enumerate(requests):
                 context, kwargs = request.args
                 sampling = sampling_of(kwargs)
-                prompt = self._encode(context, bos=True)[-(self.block_size - sampling.max_new_tokens) :]
+                prompt = self.tok_encode(context)[-(self.block_size - sampling.max_new_tokens) :]
                 index = copies[id(request)]
                 copies[id(request)] += 1
                 instance = (str(request.task_name), int(request.doc_id))
@@ -242,6 +312,28 @@ def make_lm(
                 self.pruned_after = pruned_after
             return outputs
 
+        @property
+        def tokenizer_name(self) -> str:  # HFLM's: names lm-eval's request cache of chat-templated prompts
+            return str(self._chat().name_or_path).replace("/", "__")
+
+        def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+            """HFLM's `apply_chat_template`: the chat rendered by the checkpoint's template (without the system
+            turn when the template rejects one)."""
+            import jinja2
+
+            kwargs = {"tokenize": False, "add_generation_prompt": add_generation_prompt}
+            kwargs["continue_final_message"] = not add_generation_prompt
+            try:
+                return str(self._chat().apply_chat_template(chat_history, **kwargs))
+            except jinja2.exceptions.TemplateError:
+                turns = [turn for turn in chat_history if turn["role"] != "system"]
+                return str(self._chat().apply_chat_template(turns, **kwargs))
+
+        def _chat(self) -> Any:
+            if self.chat is None:
+                raise ValueError("apply_chat_template: this LM was made without eval.chat_template (make_lm)")
+            return self.chat
+
         def prompt_cost(self, prompt: list[int]) -> float:
             """A prompt's cost (tokens, or money)."""
             return instance_cost(len(prompt), [], prices)
@@ -270,6 +362,7 @@ def make_lm(
                     sampling,
                     [entry[3] for entry, _ in todo],
                     batch_size=generation_batch_size,
+                    eos_ids=self.eos_ids,
                 )
                 for (_, key), completion in zip(todo, sampled, strict=True):
                     cache.keep_response(key, completion)
@@ -283,6 +376,34 @@ def make_lm(
                     used["responses"].append({"tokens": completion.tokens, "finish": completion.finish})
 
     return LitGPTLM()
+
+
+def _generation_eos(checkpoint_dir: Path) -> tuple[int, ...]:
+    """The end-of-sequence tokens where transformers' `generate` stops for a checkpoint converted from a Hugging
+    Face model: its generation_config.json's `eos_token_id` (else config.json's), which may name another token than
+    the tokenizer's EOS (SmolLM2-Instruct's: `<|im_end|>`, the end of a chat turn). HFLM stops there too."""
+    import json
+
+    for name in ("generation_config.json", "config.json"):
+        if (path := checkpoint_dir / name).is_file():
+            ids = json.loads(path.read_text()).get("eos_token_id")
+            if ids is not None:
+                return tuple(ids) if isinstance(ids, list) else (int(ids),)
+    return ()
+
+
+def _chat_tokenizer(checkpoint_dir: Path) -> Any:
+    """The transformers tokenizer of a checkpoint's folder (tokenizer.json, tokenizer_config.json and the chat
+    template there: chat_template.jinja or the config's `chat_template`), for `eval.chat_template`."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir, local_files_only=True)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"eval.chat_template: the tokenizer in {checkpoint_dir} has no chat template (no chat_template.jinja, "
+            "no `chat_template` in tokenizer_config.json); set eval.chat_template to false or use a chat model"
+        )
+    return tokenizer
 
 
 def evaluate(
@@ -360,6 +481,7 @@ def evaluate(
                 log_samples=log_samples,
                 bootstrap_iters=0,
                 gen_kwargs=gen_kwargs or None,
+                apply_chat_template=evaluation.chat_template,
             )
         task_manager.configure = None
     assert results is not None

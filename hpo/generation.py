@@ -1,12 +1,23 @@
 """Seeded, batched, KV-cached sampling from a litgpt `GPT`: the generation every generation trial runs.
 
 litgpt's own `generate` samples one sequence (`sample()` reads `logits[0, -1]`) and its `batched_generate_fn`
-needs prompts of one length with no per-sequence seed. Here rows of one batch are prompts of the same length
-(the n responses of one instance always are; instances of equal length share a batch too); the prompt is
-prefilled once per row into litgpt's KV cache and every row then advances one token per step. Each row draws its
-tokens from a `torch.Generator` of its own, seeded by the caller (per campaign seed, trial, instance and response),
-so a response does not depend on which other rows shared its batch: the same seeds give byte-identical text on CPU
-whatever the batch size (checked by tests/test_generation.py).
+needs prompts of one length with no per-sequence seed. Here a batch's rows may be prompts of different lengths:
+rows are sorted by length (longest first, as lm-eval's `Collator` does: little padding) and each row keeps its own
+positions — its prompt at positions 0..len-1, right-padded to the batch's longest, its n-th new token at position
+len+n-1 (litgpt's batched `input_pos`) — so the causal mask hides a row's padding from it, its padding's KV-cache
+entries are overwritten by its own tokens before it attends to them, and its rotary positions are those it has
+alone (left padding would shift them). Work no response needs is skipped: a prompt several rows share (an
+instance's n responses) is computed once and its KV-cache entries copied to those rows, and so is a long prefix all
+of a batch's prompts share (a chat template's system turn, an instruction template); the output layer is applied
+at each prompt's last token only; a row that finished leaves the batch. A model with sliding-window attention (a
+ring-buffer KV cache, which per-row positions do not fit) batches prompts of one length only and shares no prefix.
+
+Each row draws its tokens from a `torch.Generator` of its own, seeded by the caller (per campaign seed, trial,
+instance and response), so a response does not depend on which rows shared its batch — up to float rounding: a
+matrix product on CPU may sum in another order for another number of rows (MKL: ~1e-5 on SmolLM2-135M's logits,
+as with the batches of one prompt length before), and a shorter row's attention also sums over masked padding.
+The same seeds thus give byte-identical text on CPU whatever the batch size unless two tokens' scores tie within
+that rounding (checked by tests/test_generation.py).
 
 What a row's next-token distribution goes through, in this order: repetition penalty (Hugging Face's: a logit of
 a token already in the prompt or response is divided by the penalty when positive, multiplied when negative),
@@ -14,14 +25,14 @@ presence and frequency penalties (OpenAI's: minus `presence` once a token occurr
 `frequency` per occurrence), then temperature 0 → greedy (argmax); otherwise division by the temperature, top-k,
 top-p (litgpt's `sample_top_p`), softmax and one draw with the row's generator.
 
-A response ends at the end-of-sequence token, at the first stop string (matched on the decoded text, so stops of
-several tokens work; the text is cut before it) or after `max_new_tokens` tokens. `tokens` counts what was
-sampled, stop tokens included, as an API bills it.
+A response ends at an end-of-sequence token (the tokenizer's, or one of `eos_ids`), at the first stop string
+(matched on the decoded text, so stops of several tokens work; the text is cut before it) or after
+`max_new_tokens` tokens. `tokens` counts what was sampled, stop tokens included, as an API bills it.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -73,6 +84,7 @@ def generate(
     sampling: Sampling,
     seeds: list[int],
     batch_size: int = 16,
+    eos_ids: tuple[int, ...] = (),
 ) -> list[Completion]:
     """Samples one response per prompt.
 
@@ -82,7 +94,9 @@ def generate(
         prompts: token ids per row; a prompt repeated n times gives n responses.
         sampling: the generation settings.
         seeds: one seed per row, for that row's generator.
-        batch_size: rows computed together (rows of one prompt length only).
+        batch_size: rows computed together.
+        eos_ids: tokens that end a response as the tokenizer's end-of-sequence token does (e.g. those a Hugging
+            Face checkpoint's generation_config.json names, where transformers' `generate` stops).
 
     Returns:
         The responses, in the order of `prompts`.
@@ -95,54 +109,149 @@ def generate(
             f"max_new_tokens: a prompt of {longest} tokens + {sampling.max_new_tokens} new tokens exceeds the "
             f"model's context of {model.max_seq_length} tokens; shorten the prompt or lower max_new_tokens"
         )
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for row, prompt in enumerate(prompts):
-        by_length[len(prompt)].append(row)
+    # longest first (stable: equal prompts stay in order); a ring-buffer KV cache takes one length per batch
+    order = sorted(range(len(prompts)), key=lambda r: -len(prompts[r]))
+    mixed = not _ring_buffer(model)
+    batches: list[list[int]] = []
+    for row in order:
+        if batches and len(batches[-1]) < batch_size and (mixed or len(prompts[batches[-1][0]]) == len(prompts[row])):
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    eos = {tokenizer.eos_id, *eos_ids} - {None}
     out: list[Completion | None] = [None] * len(prompts)
-    for rows in by_length.values():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            for row, completion in zip(
-                chunk,
-                _batch(model, tokenizer, [prompts[r] for r in chunk], sampling, [seeds[r] for r in chunk]),
-                strict=True,
-            ):
-                out[row] = completion
+    for rows in batches:
+        for row, completion in zip(
+            rows,
+            _batch(model, tokenizer, [prompts[r] for r in rows], sampling, [seeds[r] for r in rows], eos),
+            strict=True,
+        ):
+            out[row] = completion
     return [c for c in out if c is not None]
+
+
+def logits_at(model: Any, idx: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], **kwargs: Any) -> torch.Tensor:
+    """`model(idx, **kwargs)`'s logits at the (row, position) pairs `where` only, shape (len(where[0]), vocab).
+
+    The output layer (a vocabulary-wide matrix product, ~20% of SmolLM2-135M's compute) is applied to the chosen
+    positions only — a response needs the last prompt position's, a score its continuation's — instead of to every
+    position of every row: litgpt's `lm_head` is swapped for the duration of the call (softcapping, applied after
+    it, is elementwise)."""
+    head = model.lm_head
+    model.lm_head = _At(head, where)
+    try:
+        return model(idx, **kwargs)
+    finally:
+        model.lm_head = head
+
+
+class _At(torch.nn.Module):
+    def __init__(self, head: torch.nn.Module, where: tuple[torch.Tensor, torch.Tensor]) -> None:
+        super().__init__()
+        self.head, self.where = head, where
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[self.where])
+
+
+# A forward reads every weight once, whatever it computes: on SmolLM2-135M (2 CPU threads) a one-row forward of a
+# few tokens cost about as much as 50 more prompt tokens in a batch's forward. A prefix the batch's prompts share is
+# computed once, in a forward of its own, only where that saves more prompt tokens than this.
+SHARED_PREFIX_MIN_SAVING = 64
 
 
 @torch.inference_mode()
 def _batch(
-    model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling, seeds: list[int]
+    model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling, seeds: list[int], eos: set[int]
 ) -> list[Completion]:
     device = next(model.parameters()).device
-    rows, length = len(prompts), len(prompts[0])
+    rows, width = len(prompts), max(len(p) for p in prompts)
+    lengths = torch.tensor([len(p) for p in prompts], dtype=torch.int64, device=device)
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-    model.set_kv_cache(batch_size=rows, device=device)
+    # a prompt several rows share (an instance's n responses) is computed once, its cache entries then copied
+    unique: dict[tuple[int, ...], int] = {}
+    of_row = torch.tensor([unique.setdefault(tuple(p), len(unique)) for p in prompts], device=device)
+    # so is the prefix all prompts share (a chat template's system turn, an instruction), where that pays; each
+    # prompt keeps a token of its own after it, where its first response token's logits are read
+    shared = _common_prefix(list(unique), min(len(p) for p in unique) - 1)
+    if shared * (len(unique) - 1) < SHARED_PREFIX_MIN_SAVING or _ring_buffer(model):
+        shared = 0
+    # a cache as long as this batch needs (litgpt's default, the model's whole context, allocates and zeroes
+    # ~377 MB per row on SmolLM2-135M: measured ~1 s per batch on 2 CPU cores)
+    model.set_kv_cache(
+        batch_size=len(unique),
+        max_seq_length=width + sampling.max_new_tokens,
+        device=device,
+        dtype=next(model.parameters()).dtype,
+    )
     try:
-        x = torch.tensor(prompts, dtype=torch.long, device=device)
-        input_pos = torch.arange(0, length, device=device, dtype=torch.int64)
+        x = torch.zeros((len(unique), width), dtype=torch.long, device=device)  # right-padded
+        for u, prompt in enumerate(unique):
+            x[u, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        if shared:  # into the first row's cache entries (litgpt writes a batch of one there), then copied
+            nowhere = (torch.zeros(0, dtype=torch.int64, device=device),) * 2
+            logits_at(
+                model, x[:1, :shared], nowhere, input_pos=torch.arange(shared, device=device), input_pos_maxp1=shared
+            )
+            for block in model.transformer.h:
+                cache = block.attn.kv_cache
+                cache.k[1:, :, :shared], cache.v[1:, :, :shared] = cache.k[:1, :, :shared], cache.v[:1, :, :shared]
+        # the prompts (after the shared prefix): the logits at each prompt's last token only, one row per response
+        last = (
+            torch.arange(len(unique), device=device),
+            torch.tensor([len(p) - 1 - shared for p in unique], device=device),
+        )
+        input_pos = torch.arange(shared, width, device=device, dtype=torch.int64)
+        logits = logits_at(model, x[:, shared:], last, input_pos=input_pos, input_pos_maxp1=width)[of_row].float()
+        if len(unique) < rows:
+            _keep_rows(model, of_row)
         generated: list[list[int]] = [[] for _ in range(rows)]
         done: list[Completion | None] = [None] * rows
+        active = list(range(rows))  # the rows still sampling: those of `logits` and of the KV cache, in order
         for step in range(sampling.max_new_tokens):
-            logits = model(x, input_pos, input_pos_maxp1=length + step)[:, -1].float()
             next_ids = []
-            for r in range(rows):
-                token = (
-                    0 if done[r] is not None else _sample(logits[r], prompts[r], generated[r], sampling, generators[r])
-                )
+            for i, r in enumerate(active):
+                token = _sample(logits[i], prompts[r], generated[r], sampling, generators[r])
                 next_ids.append(token)
-                if done[r] is None:
-                    done[r] = _finished(
-                        tokenizer, generated[r], token, sampling, last=step + 1 == sampling.max_new_tokens
-                    )
-            if all(d is not None for d in done):
+                done[r] = _finished(
+                    tokenizer, generated[r], token, sampling, eos, last=step + 1 == sampling.max_new_tokens
+                )
+            going = [i for i, r in enumerate(active) if done[r] is None]
+            if not going:
                 break
-            x = torch.tensor(next_ids, dtype=torch.long, device=device).view(rows, 1)
-            input_pos = torch.tensor([length + step], device=device, dtype=torch.int64)
+            if len(going) < len(active):  # a finished row leaves the batch: no more forwards for it
+                _keep_rows(model, torch.tensor(going, device=device))
+                active = [active[i] for i in going]
+                next_ids = [next_ids[i] for i in going]
+            # row r's new token goes to position len(prompt r) + step: a batched input_pos of shape (rows, 1), or
+            # one position for all when the prompts are of one length (litgpt then writes the cache in one copy)
+            x = torch.tensor(next_ids, dtype=torch.long, device=device).view(-1, 1)
+            here = lengths[active] + step
+            input_pos = here.view(-1, 1) if bool((here != here[0]).any()) else here[:1]
+            logits = model(x, input_pos, input_pos_maxp1=int(here.max()) + 1)[:, -1].float()
     finally:
         model.clear_kv_cache()
     return [d for d in done if d is not None]
+
+
+def _ring_buffer(model: Any) -> bool:
+    """Whether some layer attends over a sliding window (litgpt's KV cache is then a ring buffer)."""
+    return any(getattr(block.attn, "apply_sliding_window_attention", False) for block in model.transformer.h)
+
+
+def _common_prefix(prompts: list[tuple[int, ...]], at_most: int) -> int:
+    """How many first tokens all `prompts` share (at most `at_most`)."""
+    n = 0
+    while n < at_most and all(p[n] == prompts[0][n] for p in prompts):
+        n += 1
+    return n
+
+
+def _keep_rows(model: Any, index: torch.Tensor) -> None:
+    """Makes row i of every layer's KV cache what row index[i] was."""
+    for block in model.transformer.h:
+        block.attn.kv_cache.k = block.attn.kv_cache.k[index]
+        block.attn.kv_cache.v = block.attn.kv_cache.v[index]
 
 
 def _sample(
@@ -171,9 +280,11 @@ def _sample(
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def _finished(tokenizer: Any, generated: list[int], token: int, s: Sampling, last: bool) -> Completion | None:
+def _finished(
+    tokenizer: Any, generated: list[int], token: int, s: Sampling, eos: set[int], last: bool
+) -> Completion | None:
     """Appends `token` to the row's response; the completion once the row is finished, else None."""
-    if token == tokenizer.eos_id:
+    if token in eos:
         return Completion(_decode(tokenizer, generated), len(generated) + 1, "eos", list(generated))
     generated.append(token)
     if s.stop:

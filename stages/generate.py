@@ -106,6 +106,7 @@ def generate(
         adapter,
         precision,
         instance_wise=instance_wise,
+        chat_template=evaluation.chat_template,
     )
     tasks: dict[str, Any] = {}
     folder = root / task_dir_dep(evaluation.task_dir)  # the user's task folder, a DVC dependency

@@ -85,7 +85,13 @@ def score_instances(
         ValueError: with `eval.pruner`, a task whose metric is not a mean over instances.
     """
     lm = make_lm(
-        checkpoint_dir, evaluation.batch_size, seed, adapter=adapter, precision=precision, instance_wise=instance_wise
+        checkpoint_dir,
+        evaluation.batch_size,
+        seed,
+        adapter=adapter,
+        precision=precision,
+        instance_wise=instance_wise,
+        chat_template=evaluation.chat_template,
     )
     tasks: dict[str, Any] = {}
 

@@ -138,3 +138,49 @@ def test_prompt_too_long_for_the_context(lm: tuple[Any, Any]) -> None:
     long = encode(tokenizer, " ".join(["word"] * 200))[: model.max_seq_length - 4]
     with pytest.raises(ValueError, match="max_new_tokens: a prompt of 60 tokens \\+ 8 new tokens exceeds"):
         generate(model, tokenizer, [long], Sampling(max_new_tokens=8), [0])
+
+
+def test_extra_eos_ids_end_a_response(lm: tuple[Any, Any]) -> None:
+    """A token of `eos_ids` (a Hugging Face checkpoint's generation_config.json's) ends a response as EOS does."""
+    model, tokenizer = lm
+    prompts, seeds = rows(tokenizer, 1)
+    free = generate(model, tokenizer, prompts, Sampling(max_new_tokens=8), seeds)
+    victim = next(c for c in free if len(c.token_ids) >= 3 and c.token_ids[2] not in c.token_ids[:2])
+    ended = generate(model, tokenizer, prompts, Sampling(max_new_tokens=8), seeds, eos_ids=(victim.token_ids[2],))
+    for before, after in zip(free, ended, strict=True):
+        if victim.token_ids[2] in before.token_ids:
+            cut = before.token_ids.index(victim.token_ids[2])
+            assert after.finish == "eos" and after.token_ids == before.token_ids[:cut] and after.tokens == cut + 1
+        else:
+            assert after == before
+
+
+def test_logits_at_are_the_models_logits_there(lm: tuple[Any, Any]) -> None:
+    from hpo.generation import logits_at
+
+    model, _ = lm
+    idx = torch.randint(0, 300, (3, 9))
+    where = (torch.tensor([0, 0, 2, 1]), torch.tensor([8, 3, 0, 5]))
+    with torch.inference_mode():
+        full = model(idx)
+        assert torch.allclose(logits_at(model, idx, where), full[where], atol=1e-5)
+    assert isinstance(model.lm_head, torch.nn.Linear)  # put back
+
+
+def test_a_shared_prefix_computed_once_gives_the_same_text(
+    lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prefix all prompts of a batch share ("Text:" here) computed once and copied to every row's cache: the
+    responses are those each prompt gives alone."""
+    from hpo import generation
+
+    model, tokenizer = lm
+    prompts, seeds = rows(tokenizer, 2)
+    sampling = Sampling(temperature=1.0, top_k=50, max_new_tokens=10)
+    alone = generate(model, tokenizer, prompts, sampling, seeds, batch_size=1)
+    shared: list[int] = []
+    common_prefix = generation._common_prefix
+    monkeypatch.setattr(generation, "SHARED_PREFIX_MIN_SAVING", 0)
+    monkeypatch.setattr(generation, "_common_prefix", lambda *a: shared.append(common_prefix(*a)) or shared[-1])
+    assert generate(model, tokenizer, prompts, sampling, seeds, batch_size=16) == alone
+    assert shared == [len(encode(tokenizer, "Text:"))]
