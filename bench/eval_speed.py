@@ -11,10 +11,11 @@ tasks as the data stage renders them (`stages.prepare_data.write_tasks` over `da
 `--instances` instances of the 4-choice multiple_choice task (`loglikelihood`, 4 requests each) and the first
 `--generations` of the generate_until task (greedy, until a newline, 8 tokens at most); with `--chat-template`
 each prompt is rendered by the model's chat template (lm-eval's `apply_chat_template`, as `eval.chat_template`
-asks: a system turn every prompt starts with). Each way runs both
-`--repeats` times, the ways alternating, on `--threads` torch threads; the fastest run of each way is kept (the
-others are a busy machine's noise). Our response cache (`hpo.trials.cache`, which would answer a repeated greedy
-request without sampling) is emptied before every generation run.
+asks: a system turn every prompt starts with). Each way runs both `--repeats` times, the ways alternating, on
+`--threads` torch threads; the fastest run of each way is kept (the others are a busy machine's noise). `--clock
+cpu` times the process's CPU seconds instead of wall seconds: steadier where other processes share the cores, with
+`--threads 1` (idle OpenMP threads spin, and that counts too). Our response cache (`hpo.trials.cache`, which would
+answer a repeated greedy request without sampling) is emptied before every generation run.
 
 Both ways must compute the same thing (bench/agree.py): every log-likelihood within 1e-4 and every greedy response
 identical, else the bench exits 1 naming the requests, before it prints a ratio. Printed: one line,
@@ -82,12 +83,12 @@ def requests(work: Path, instances: int, generations: int, chat: Any = None) -> 
     return tasks["tinytopic"].instances, tasks["tinytopic_gen"].instances
 
 
-def timed(run: Callable[[], Any], before: Callable[[], None] = lambda: None) -> tuple[float, Any]:
+def timed(run: Callable[[], Any], before: Callable[[], None], clock: Callable[[], float]) -> tuple[float, Any]:
     """(seconds, result) of one run."""
     before()
-    start = time.perf_counter()
+    start = clock()
     result = run()
-    return time.perf_counter() - start, result
+    return clock() - start, result
 
 
 def disagreements(ours: dict[str, Any], hf: dict[str, Any], scored: list[Any], sampled: list[Any]) -> list[str]:
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each way (the fastest is kept)")
     parser.add_argument("--chat-template", action="store_true", help="prompts in the model's chat template")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall or process CPU seconds")
     args = parser.parse_args()
     if args.hf is None or args.lit is None:
         args.hf, args.lit = prepared()
@@ -122,6 +124,7 @@ def main() -> None:
     from hpo.trials import cache
 
     torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     with tempfile.TemporaryDirectory() as tmp:
         ways = {
             "ours": make_lm(
@@ -139,7 +142,7 @@ def main() -> None:
                     ("score", lambda lm=lm: lm.loglikelihood(scored, disable_tqdm=True), lambda: None),
                     ("generate", lambda lm=lm: lm.generate_until(sampled, disable_tqdm=True), cache._responses.clear),
                 ):
-                    took, results[way][kind] = timed(run, before)
+                    took, results[way][kind] = timed(run, before, clock)
                     seconds[way][kind] = min(seconds[way][kind], took)
     lines = disagreements(results["ours"], results["hf"], scored, sampled)
     if lines:
@@ -152,7 +155,7 @@ def main() -> None:
         f"score ours/hf {ours['score'] / hf['score']:.2f}  generate ours/hf {ours['generate'] / hf['generate']:.2f}"
         f"  (score {ours['score']:.1f} s / {hf['score']:.1f} s, {len(scored)} requests; generate "
         f"{ours['generate']:.1f} s / {hf['generate']:.1f} s, {len(sampled)} responses; {args.threads} threads, "
-        f"batch {args.batch_size}{', chat template' if args.chat_template else ''})"
+        f"batch {args.batch_size}, {args.clock} clock{', chat template' if args.chat_template else ''})"
     )
 
 
