@@ -127,6 +127,7 @@ def real_lms(real_model: Any) -> tuple[Any, Any]:
 
 
 @pytest.mark.real
+@pytest.mark.slow
 @pytest.mark.parametrize("chat_template", [False, True], ids=["plain", "chat"])
 def test_real_model_agrees_with_hf(real_lms: tuple[Any, Any], tmp_path: Path, chat_template: bool) -> None:
     ours, hf = real_lms
@@ -134,6 +135,7 @@ def test_real_model_agrees_with_hf(real_lms: tuple[Any, Any], tmp_path: Path, ch
 
 
 @pytest.mark.real
+@pytest.mark.slow
 def test_real_model_chat_prompt_encoding(real_lms: tuple[Any, Any]) -> None:
     """A chat-templated prompt starts with BOS: encoded once, as HFLM encodes it; a plain one gets BOS first."""
     ours, hf = real_lms
