@@ -242,12 +242,13 @@ def convert(source: Path, out_dir: Path, architecture: str | None = None) -> dic
             if (hf_dir / name).is_file():
                 shutil.copyfile(hf_dir / name, out_dir / name)
     from hpo.record.lineage import hash_path
+    from hpo.tasks import sha256
 
     record = {
         "source": workspace_path(source),
         "source_kind": kind,
         # a file's own sha256 (what `sha256sum` prints); a folder's over its files' names and contents
-        "source_sha256": _file_sha256(source) if source.is_file() else hash_path(source),
+        "source_sha256": sha256(source) if source.is_file() else hash_path(source),
         "litgpt_name": config.name,
         "tokenizer": tokenizer_fix,
         "converters": _versions(kind),
@@ -303,16 +304,6 @@ def _mirror(source: Path, hf_dir: Path) -> dict[str, Any]:
         elif file.name in HF_FILES:
             shutil.copyfile(file, hf_dir / file.name)
     return {}
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _versions(kind: SourceKind) -> dict[str, str]:

@@ -101,13 +101,7 @@ def run_trial(
     Raises:
         StageError: a stage raised (its exception's line is in the message; the traceback is in the log).
     """
-    os.chdir(root)
-    if root not in sys.path:  # the workspace's own code, as `python -m stages.<name>` under DVC imports it
-        sys.path.insert(0, root)
-    paths = CampaignPaths(campaign)
-    logs = paths.dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    worker = worker_name()
+    paths, logs, worker = _enter(root, campaign)
     interrupted = _attempt(logs / f"{trial}.attempts", submission, worker)
 
     start = time.perf_counter()
@@ -181,13 +175,7 @@ def run_campaign_stage(
     Raises:
         StageError: the stage raised (its exception's line is in the message; the traceback is in the log).
     """
-    os.chdir(root)
-    if root not in sys.path:  # the workspace's own code, as `python -m stages.<name>` under DVC imports it
-        sys.path.insert(0, root)
-    paths = CampaignPaths(campaign)
-    logs = paths.dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    worker = worker_name()
+    paths, logs, worker = _enter(root, campaign)
     target = f"{stage}@{campaign}"
     start = time.perf_counter()
     # one process at a time (several `campaign run` processes may share a campaign): the next finds it recorded
@@ -287,3 +275,15 @@ def _attempt(attempts: Path, submission: str, worker: str) -> int:
     with attempts.open("a") as f:
         f.write(f"{submission} {worker} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
     return earlier
+
+
+def _enter(root: str, campaign: str) -> tuple[CampaignPaths, Path, str]:
+    """A worker's start of a campaign's task: in the workspace (its own code importable, as `python -m
+    stages.<name>` under DVC imports it), the campaign's paths, its logs folder (made) and this worker's name."""
+    os.chdir(root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    paths = CampaignPaths(campaign)
+    logs = paths.dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return paths, logs, worker_name()
