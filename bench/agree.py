@@ -5,7 +5,7 @@ work: the same trials, seeds, budgets, no pruning in one way that another cannot
 way's results per item (trial, row, configuration) and calls `check_agree`; when any item's results differ, or an
 item is missing from a way, the bench stops with a non-zero exit and a message naming the item and the values,
 before it prints a ratio. Results are compared exactly (`==`): on CPU the same seed gives bit-identical metrics
-(DESIGN.md, C3), so any difference is a difference in the work, not noise.
+(docs/design.md#determinism), so any difference is a difference in the work, not noise.
 
 Benches whose ways differ by design (pruning against no pruning, a search against a grid) do not print a ratio of
 equal work but the cost at an equal best; they use `check_agree` only on what both ways must still compute alike

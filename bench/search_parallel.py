@@ -2,7 +2,7 @@
 
     python bench/search_parallel.py --results sp.jsonl --sequential sq.jsonl   # the default, workers 1, 2 and 4
     python bench/search_parallel.py --seeds 5 --results bench/search_parallel_runs.jsonl \
-        --sequential bench/search_runs.jsonl                                  # reprints the README's figures
+        --sequential bench/search_runs.jsonl                                  # reprints bench/README.md's figures
     python bench/search_parallel.py --seeds 3 --strategy "ours tpe/4" --workers 1 2 4 --kind discrete
 
 Asynchronous evaluation is simulated on `bench/search_quality.py`'s problems, through the same

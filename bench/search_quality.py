@@ -7,7 +7,7 @@
     python bench/search_quality.py --kind discrete --strategies "ours gp/4" "random (Optuna)" "Optuna TPE default"
     python bench/search_quality.py --ask-time --problems hartmann6 svc_digits   # seconds a proposal at 100 trials
 
-`bench/search_runs.jsonl` holds the runs behind the README's figures (10 seeds; ours gp/4, gp/10, tpe/4, tpe/10,
+`bench/search_runs.jsonl` holds the runs behind bench/README.md's figures (10 seeds; ours gp/4, gp/10, tpe/4, tpe/10,
 random, Optuna TPE, the cand TPE options; skopt not run: ~25 s a run): `--results bench/search_runs.jsonl
 --strategies ...` with those names reprints them without running anything.
 

@@ -92,7 +92,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engines]:
     home = tmp_path_factory.mktemp("engines")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    # (Dask's profiler off, as the README's distributed.yaml for `dask worker` does; no nanny: no malloc setting)
+    # (Dask's profiler off, as docs/scale-out.md's distributed.yaml for `dask worker` does; no nanny: no malloc setting)
     env = prefect_env(home / "prefect", api, DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED="False")
     logs = (home / "engines.log").open("w")
     spawn = {"cwd": home, "env": env, "stdout": logs, "stderr": subprocess.STDOUT, "start_new_session": True}

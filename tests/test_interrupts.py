@@ -50,7 +50,7 @@ pytestmark = pytest.mark.slow(weight=8)
 
 NAME = "itr"
 CAMPAIGN = {"n_trials": 2, "n_init": 2, "sampler": "tpe", "baseline": True}
-WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}  # as the README's distributed.yaml does
+WORKER_ENV = {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}  # as docs/scale-out.md's distributed.yaml does
 STEP = re.compile(r"iter \d+ step \d+")  # litgpt's line for a training step
 RESUME = f"resume: campaign run --params {NAME}.yaml"
 STOP_SECONDS = 15  # the goal is 10 s on an idle machine; the other xdist worker trains meanwhile
