@@ -27,6 +27,7 @@ import optuna
 
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params, trial_id
+from hpo.internals.optuna import live_trial
 from hpo.record.dvc import repro
 from hpo.record.files import file_lock, read_json, records_lock
 from hpo.record.layout import BASELINE, STOPPED, CampaignPaths
@@ -148,7 +149,7 @@ class Campaign:
         trials = []
         with records_lock(self.paths.root):
             for frozen in orphaned(self.study):
-                study_trial = optuna.trial.Trial(self.study, frozen._trial_id)
+                study_trial = live_trial(self.study, frozen)
                 claim(study_trial)
                 tid = trial_id(study_trial.number)
                 count = int(frozen.user_attrs.get("interrupted", 0)) + 1

@@ -5,7 +5,8 @@ DVC is the engine that records stages. The campaign's own stages (prepare_data, 
 through `dvc repro`; a trial's stages run as functions in a warm worker and are then committed, which writes their
 dvc.lock entries and caches their outputs exactly as `dvc repro` would have. `--wait-for-lock` (and
 `_wait_for_lock` for the Python API) lets several processes share the repository: DVC serialises its lock
-instead of failing at once.
+instead of failing at once. What this reaches past DVC's public API (the body of its commit, fsspec's in-memory
+store) is in `hpo.internals.dvc`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from hpo.internals.dvc import commit_stages, stage_status
 
 TRANSIENT = ("Unable to acquire lock", "is busy")
 
@@ -75,42 +75,17 @@ def repro(targets: list[str], log_file: Path, *, single_item: bool = False) -> N
 COMMIT_BACKOFF: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 30)
 
 
-@contextmanager
-def _no_memory_files_left() -> Iterator[None]:
-    """Drops what DVC leaves in fsspec's in-memory filesystem. dvc-data's `Tree.digest` writes each directory's
-    listing to a `MemoryFileSystem` under a fresh temporary name and never deletes it; that store is one dict per
-    process, so a warm worker kept ~12 entries per trial and its `dvc commit` slowed with the campaign (measured
-    in one process running the worker's trial function 600 times: commit 0.11 → 0.16 s; flat with the store
-    emptied). The listings are in the DVC cache by then."""
-    from fsspec.implementations.memory import MemoryFileSystem
-
-    before = set(MemoryFileSystem.store)
-    try:
-        yield
-    finally:
-        for path in set(MemoryFileSystem.store) - before:
-            MemoryFileSystem.store.pop(path, None)
-
-
 def up_to_date(target: str, root: Path = Path(".")) -> bool:
     """Whether dvc.lock records the stage `target` with the dependencies and outputs now on disk (`dvc status
     <target>` says nothing about it): what `dvc repro` would skip."""
-    from dvc.repo import Repo
-
-    with _no_memory_files_left(), Repo(str(root)) as repo:
-        return not repo.status(targets=[target])
+    return not stage_status(target, root)
 
 
 def commit(targets: list[str], root: Path = Path("."), backoff: tuple[float, ...] = COMMIT_BACKOFF) -> None:
     """Records stages that ran outside `dvc repro` as `dvc commit --force <targets>` does, under DVC's
-    repository lock, with one update of each lock file for all of them.
-
-    Each target's dependencies and outputs are hashed, its outputs moved into the DVC cache (linked back as the
-    cache type says) and its dvc.lock entry written, as `dvc repro` does after running the stage's command. This
-    is the body of DVC's own `Repo.commit` (force=True) over several targets: `Repo.commit` takes one target and
-    rewrites dvc.lock, a YAML file with every trial's entries, for each (measured: 1.5 s for a trial's three
-    stages in an 8-trial campaign, most of it parsing and dumping dvc.lock three times). A busy output lock is
-    waited for (`backoff`: the seconds between attempts).
+    repository lock, with one update of each lock file for all of them (`hpo.internals.dvc.commit_stages`: the
+    body of DVC's own `Repo.commit` over several targets). A busy output lock is waited for (`backoff`: the
+    seconds between attempts).
 
     Raises:
         StageError: DVC could not record a target (transient when its lock stayed busy through every attempt).
@@ -119,19 +94,10 @@ def commit(targets: list[str], root: Path = Path("."), backoff: tuple[float, ...
 
     from dvc.exceptions import DvcException
     from dvc.lock import LockError
-    from dvc.repo import Repo, lock_repo
 
     for attempt, wait in enumerate((*backoff, None)):
         try:
-            with _no_memory_files_left(), Repo(str(root), _wait_for_lock=True) as repo, lock_repo(repo):
-                by_file: dict[str, tuple[Any, list[Any]]] = {}
-                for target in targets:
-                    for info in repo.stage.collect_granular(target):
-                        info.stage.save()
-                        info.stage.commit(filter_info=info.filter_info, relink=True)
-                        by_file.setdefault(info.stage.dvcfile.path, (info.stage.dvcfile, []))[1].append(info.stage)
-                for dvcfile, stages in by_file.values():
-                    dvcfile.dump_stages(stages, update_pipeline=False)
+            commit_stages(targets, root)
             return
         except LockError as err:
             if wait is None:

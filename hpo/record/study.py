@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 
 from hpo.config import Params
+from hpo.internals.optuna import heartbeat_interval, record_heartbeat
 from hpo.record.layout import CampaignPaths
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -118,15 +119,14 @@ def heartbeat(study: optuna.Study, trial: optuna.trial.Trial) -> Any:
     """Starts recording the trial's heartbeat when the storage keeps heartbeats (RDB); returns a stopper."""
     import threading
 
-    storage: Any = study._storage
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    interval = heartbeat_interval(study)
     if interval is None:
         return lambda: None
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.is_set():
-            storage.record_heartbeat(trial._trial_id)
+            record_heartbeat(study, trial)
             stop.wait(interval)
 
     threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial.number}").start()
@@ -136,5 +136,5 @@ def heartbeat(study: optuna.Study, trial: optuna.trial.Trial) -> Any:
 def fail_stale(study: optuna.Study) -> None:
     """Fails trials whose worker stopped beating (RDB storage) and enqueues them again with the same params,
     Optuna's own `fail_stale_trials` with `RetryFailedTrialCallback`."""
-    if getattr(study._storage, "get_heartbeat_interval", lambda: None)() is not None:
+    if heartbeat_interval(study) is not None:
         optuna.storages.fail_stale_trials(study)
