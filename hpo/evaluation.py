@@ -32,7 +32,7 @@ from hpo.checkpoint import merged_state
 from hpo.config import EvalSection, derive_seed
 from hpo.placement import Devices, placement
 from hpo.search.ecooptigen import Budget, check_on_growing_subsets, instance_cost
-from hpo.search.pruning import Instance, InstanceWise
+from hpo.search.eval_pruning import Instance, InstanceWise
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
 from hpo.trials import cache
 from hpo.trials.cache import cached, file_hash, folder_hash

@@ -9,7 +9,8 @@ generation seed, task, i, j)). Every response is then judged on its own by the t
 utility of those judgements (`generate.utility`, `hpo.utility`), mean over the tasks.
 
 With `eval.pruner`, instances are sampled in the campaign's order a chunk at a time and the pruner asked after each
-chunk (`hpo.search.pruning`), on each instance's utility; a trial it stops is `pruned` (with EcoOptiGen's rule 2,
+chunk (`hpo.search.eval_pruning`; asked live only in a warm worker, which hands the stage its `Pruners`:
+`hpo.trials.pruners`), on each instance's utility; a trial it stops is `pruned` (with EcoOptiGen's rule 2,
 whose growing subsets are cut at the chunks' ends).
 
 Writes `responses.jsonl` (per instance: the prompt's tokens and each response's text, tokens, end and judgement),
@@ -24,15 +25,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, derive_seed
+from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, Params, derive_seed
 from hpo.evaluation import evaluate, make_lm
 from hpo.record.files import write_json
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.ecooptigen import Budget, budget_record, rule2_reason
-from hpo.search.pruning import InstanceWise, eval_reason, eval_stop_for, evaluation_record, instances_jsonl
+from hpo.search.eval_pruning import InstanceWise, eval_reason, evaluation_record, instances_jsonl
 from hpo.tasks import task_dir_dep
 from hpo.trials.cache import pin_threads
+from hpo.trials.pruners import Pruners, eval_stop_for
 from hpo.utility import UTILITIES, utility
 
 
@@ -82,7 +84,7 @@ def generate(
         adapter: a joint trial's LoRA adapter, merged into `checkpoint_dir`'s weights in memory; None: the
             checkpoint as it is.
         precision: `train.precision` (the sampling model's device and dtype: `hpo.placement`).
-        instance_wise: with `eval.pruner`, the chunks, order and stop (`hpo.search.pruning.eval_stop_for`).
+        instance_wise: with `eval.pruner`, the chunks, order and stop (`hpo.trials.pruners.eval_stop_for`).
 
     Returns:
         The metrics (`score`: the utility, mean over tasks), one record per instance, what this process
@@ -276,11 +278,22 @@ def pruned_without_generation(settings: GenerateSection, reason: str) -> dict[st
     }
 
 
-def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
-    """The stage for one recorded trial: what `python -m stages.generate` and a warm worker both run."""
+def run(
+    paths: CampaignPaths, trial_id: str, *, params: Params | None = None, pruners: Pruners | None = None
+) -> dict[str, Any]:
+    """The stage for one recorded trial: what `python -m stages.generate` and a warm worker both run.
+
+    Args:
+        paths: the campaign's paths.
+        trial_id: the recorded trial's id.
+        params: the campaign's frozen params, as the caller parsed them (a worker parses them once per trial);
+            None: read from the campaign's params file.
+        pruners: the live pruners a warm worker hands a study trial (`hpo.trials.pruners`); None (`dvc repro`,
+            `python -m stages.generate`): only a decision the trial's record holds stops its evaluation early.
+    """
     from hpo.checkpoint import resolve_checkpoint
 
-    params = paths.load()
+    params = params if params is not None else paths.load()
     record = read_trial(paths, trial_id)
     pin_threads(record.get("threads"))
     settings = params.trial_generate(record["params"])
@@ -306,7 +319,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
             check_budget=decided.get("decision") != "valid",
             adapter=trial.adapter if params.campaign.trains else None,  # a joint trial samples with its own adapter
             precision=(params.trial_train(record["params"]) if params.campaign.trains else params.train).precision,
-            instance_wise=eval_stop_for(paths, params, trial_id, record),
+            instance_wise=eval_stop_for(params, trial_id, record, pruners),
         )
     # new files, never the old ones rewritten in place: they may be read-only hard links into DVC's cache
     trial.responses.unlink(missing_ok=True)

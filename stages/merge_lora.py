@@ -12,9 +12,11 @@ import shutil
 from pathlib import Path
 
 from hpo.checkpoint import resolve_checkpoint
+from hpo.config import Params
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.trials.cache import pin_threads
+from hpo.trials.pruners import Pruners
 
 
 def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:
@@ -38,8 +40,9 @@ def merge_lora(adapter_dir: Path, base_checkpoint: Path, out_dir: Path) -> Path:
     return out_dir / "lit_model.pth"
 
 
-def run(paths: CampaignPaths, trial_id: str) -> Path:
-    """The stage for one recorded trial: what `python -m stages.merge_lora` and a warm worker both run.
+def run(paths: CampaignPaths, trial_id: str, *, params: Params | None = None, pruners: Pruners | None = None) -> Path:
+    """The stage for one recorded trial: what `python -m stages.merge_lora` and a warm worker both run. It reads no
+    params and asks no pruner: `params` and `pruners` are taken as every trial stage takes them, and unused.
 
     Returns:
         The merged weights, or the note saying why the trial has none.

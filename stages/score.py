@@ -10,7 +10,8 @@ lm-eval's `LM` interface (`hpo.evaluation`): any litgpt checkpoint is scored as 
 sampled as its generation_kwargs say (greedy unless `do_sample`), seeded from the evaluation seed.
 
 With `eval.pruner`, the instances are scored in the campaign's order a chunk at a time and the pruner asked after
-each chunk (`hpo.search.pruning`); each instance's value is the task's own `process_results` (lm-eval's metric for
+each chunk (`hpo.search.eval_pruning`; asked live only in a warm worker, which hands the stage its `Pruners`:
+`hpo.trials.pruners`); each instance's value is the task's own `process_results` (lm-eval's metric for
 one instance). A trial it stops is `pruned`, with no score: `partial_score` is the mean over the instances it
 scored. `instances.jsonl` holds every scored instance's value, in the order scored (the pruner pairs a trial with
 the best one through it).
@@ -28,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from hpo.checkpoint import resolve_checkpoint
-from hpo.config import EvalSection
+from hpo.config import EvalSection, Params
 from hpo.evaluation import evaluate, make_lm
 from hpo.record.files import write_json
 from hpo.record.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
-from hpo.search.pruning import InstanceWise, eval_reason, eval_stop_for, evaluation_record, instances_jsonl
+from hpo.search.eval_pruning import InstanceWise, eval_reason, evaluation_record, instances_jsonl
 from hpo.trials.cache import pin_threads
+from hpo.trials.pruners import Pruners, eval_stop_for
 
 
 def score(
@@ -71,7 +73,7 @@ def score_instances(
         root: the workspace root, where lm-eval reads relative data paths from (the working directory under DVC).
         adapter: the trial's adapter folder (trained on `checkpoint_dir`), or None to score the checkpoint alone.
         precision: the trial's `train.precision` (the evaluated model's device and dtype: `hpo.placement`).
-        instance_wise: with `eval.pruner`, the chunks, order and stop (`hpo.search.pruning.eval_stop_for`).
+        instance_wise: with `eval.pruner`, the chunks, order and stop (`hpo.trials.pruners.eval_stop_for`).
 
     Returns:
         `{"score": ..., "tasks": {task: {metric: value, metric_stderr: value}}, "lm_eval": {...}}`; `lm_eval`
@@ -175,9 +177,20 @@ def pruned_score(instance_wise: InstanceWise, metric: str) -> dict[str, Any]:
     }
 
 
-def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
-    """The stage for one recorded trial: what `python -m stages.score` and a warm worker both run."""
-    params = paths.load()
+def run(
+    paths: CampaignPaths, trial_id: str, *, params: Params | None = None, pruners: Pruners | None = None
+) -> dict[str, Any]:
+    """The stage for one recorded trial: what `python -m stages.score` and a warm worker both run.
+
+    Args:
+        paths: the campaign's paths.
+        trial_id: the recorded trial's id.
+        params: the campaign's frozen params, as the caller parsed them (a worker parses them once per trial);
+            None: read from the campaign's params file.
+        pruners: the live pruners a warm worker hands a study trial (`hpo.trials.pruners`); None (`dvc repro`,
+            `python -m stages.score`): only a decision the trial's record holds stops its evaluation early.
+    """
+    params = params if params is not None else paths.load()
     record = read_trial(paths, trial_id)
     pin_threads(record.get("threads"))
     trial = paths.trial(trial_id)
@@ -195,7 +208,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict[str, Any]:
             record["seeds"]["eval"],
             adapter=trial.adapter,
             precision=precision,
-            instance_wise=eval_stop_for(paths, params, trial_id, record),
+            instance_wise=eval_stop_for(params, trial_id, record, pruners),
         )
     # new files, never the old ones rewritten in place: they may be read-only hard links into DVC's cache
     trial.instances.unlink(missing_ok=True)

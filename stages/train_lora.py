@@ -8,7 +8,8 @@ Gradient accumulation is litgpt's `global_batch_size / micro_batch_size`. The st
 reproduces it byte for byte; the flow records times in `lineage.yaml`). A run whose loss becomes NaN or infinite
 is recorded as `state: failed` with the reason rather than raising, so the failure itself is a
 reproducible result and the campaign goes on. A trial that the campaign's pruner stopped (`campaign.pruner`) is
-trained to the step its record names and recorded as `state: pruned` (`hpo.search.pruning`).
+trained to the step its record names and recorded as `state: pruned` (`hpo.search.training_pruning`); only a warm
+worker's live run, which hands the stage its `Pruners`, asks the pruner (`hpo.trials.pruners`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from hpo.checkpoint import resolve_checkpoint
-from hpo.config import TrainSection
+from hpo.config import Params, TrainSection
+from hpo.internals.litgpt import lora_hooks
 from hpo.litgpt_cli import run_litgpt
 from hpo.placement import Devices, placement
 from hpo.record.layout import CampaignPaths, TrialPaths, stage_args
 from hpo.record.records import read_trial
-from hpo.search.pruning import Stop, stop_for
-from hpo.trials.cache import pin_threads
-from hpo.trials.litgpt_hooks import lora_hooks
+from hpo.search.training_pruning import Stop
+from hpo.trials.cache import base_state, pin_threads
+from hpo.trials.pruners import Pruners, stop_for
 
 
 def finetune_config(train: TrainSection, checkpoint_dir: Path, data_dir: Path, out_dir: Path, seed: int) -> dict:
@@ -96,10 +98,10 @@ def train_lora(
         data_dir: folder with litgpt's `train.json` and `val.json`.
         out: the trial's paths; `adapter/`, `loss.csv` and `train.json` are written.
         seed: the trial's training seed.
-        stop: asked after each validation before the last step (`hpo.search.pruning`); when it names who stops the
-            trial, training ends there — on the learning-rate schedule of `train.max_steps`, so a trial stopped at
-            step s is the same whether a pruner stopped it or its record did — and the adapter of that step is
-            kept, with `state: pruned`.
+        stop: asked after each validation before the last step (`hpo.trials.pruners.stop_for`); when it names who
+            stops the trial, training ends there — on the learning-rate schedule of `train.max_steps`, so a trial
+            stopped at step s is the same whether a pruner stopped it or its record did — and the adapter of that
+            step is kept, with `state: pruned`.
 
     Returns:
         The content of `train.json`.
@@ -111,7 +113,8 @@ def train_lora(
     config = finetune_config(train, checkpoint_dir, data_dir, work, seed)
     start = time.perf_counter()
     stopped: dict[str, Any] = {}
-    with lora_hooks(stop, train, stopped):  # litgpt's functions swapped (hpo.trials.litgpt_hooks)
+    # litgpt's functions swapped (hpo.internals.litgpt)
+    with lora_hooks(stop, stopped, eval_interval=train.eval_interval, max_steps=train.max_steps, base_state=base_state):
         run_litgpt("finetune_lora", config, out.dir / "finetune_lora.yaml")
     print(f"training loop: {time.perf_counter() - start:.1f} s", flush=True)  # in the trial's log only
 
@@ -196,9 +199,18 @@ def _cell(x: float | None) -> str:
     return "" if x is None else f"{x:.6g}"
 
 
-def run(paths: CampaignPaths, trial_id: str) -> dict:
-    """The stage for one recorded trial: what `python -m stages.train_lora` and a warm worker both run."""
-    params = paths.load()
+def run(paths: CampaignPaths, trial_id: str, *, params: Params | None = None, pruners: Pruners | None = None) -> dict:
+    """The stage for one recorded trial: what `python -m stages.train_lora` and a warm worker both run.
+
+    Args:
+        paths: the campaign's paths.
+        trial_id: the recorded trial's id.
+        params: the campaign's frozen params, as the caller parsed them (a worker parses them once per trial);
+            None: read from the campaign's params file.
+        pruners: the live pruners a warm worker hands a study trial (`hpo.trials.pruners`); None (`dvc repro`,
+            `python -m stages.train_lora`): only a decision the trial's record holds stops it early.
+    """
+    params = params if params is not None else paths.load()
     trial = read_trial(paths, trial_id)
     pin_threads(trial.get("threads"))
     out = paths.trial(trial_id)
@@ -209,7 +221,7 @@ def run(paths: CampaignPaths, trial_id: str) -> dict:
         paths.data,
         out,
         trial["seeds"]["train"],
-        stop_for(paths, params, trial_id, trial),
+        stop_for(params, trial_id, trial, pruners),
     )
 
 

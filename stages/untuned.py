@@ -32,8 +32,9 @@ from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params, derive_seed
 from hpo.record.files import write_json
 from hpo.record.layout import UNTUNED, CampaignPaths, stage_args
-from hpo.search.pruning import eval_stop_for, instances_jsonl
+from hpo.search.eval_pruning import instances_jsonl
 from hpo.trials.cache import pin_threads
+from hpo.trials.pruners import eval_stop_for
 from stages.generate import generate
 from stages.score import score_instances
 
@@ -59,7 +60,7 @@ def evaluate_untuned(paths: CampaignPaths, params: Params) -> tuple[dict[str, An
     seeds = params.seeds()
     base = resolve_checkpoint(paths.base_model, paths.root)
     # with eval.pruner: the campaign's order and chunks, never stopped (the reference is not a candidate)
-    instance_wise = eval_stop_for(paths, params, UNTUNED, {})
+    instance_wise = eval_stop_for(params, UNTUNED, {}, pruners=None)
     precision = params.train.precision  # the baseline's (no trial's LoRA values)
     if params.campaign.generates:
         settings = params.generate
@@ -89,14 +90,19 @@ def evaluate_untuned(paths: CampaignPaths, params: Params) -> tuple[dict[str, An
     )
 
 
-def untuned(paths: CampaignPaths) -> dict[str, Any]:
+def untuned(paths: CampaignPaths, *, params: Params | None = None) -> dict[str, Any]:
     """The stage: evaluates the untuned base model and writes `untuned/metrics.json` and `instances.jsonl`; what
-    `python -m stages.untuned` and a warm worker (`hpo.trials.worker.run_campaign_stage`) both run.
+    `python -m stages.untuned` and a warm worker (`hpo.trials.worker.run_campaign_stage`) both run. It takes no
+    pruners: the reference is never stopped.
+
+    Args:
+        paths: the campaign's paths.
+        params: the campaign's frozen params, as the caller parsed them; None: read from the campaign's params file.
 
     Returns:
         The metrics written.
     """
-    params = paths.load()
+    params = params if params is not None else paths.load()
     threads = params.trial_threads()
     pin_threads(threads)
     out = paths.untuned

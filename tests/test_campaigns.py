@@ -282,7 +282,7 @@ def test_an_adopted_trial_skips_the_stages_dvc_lock_records(ws: Path, monkeypatc
     from hpo.trials.finetune import STAGES
     from hpo.trials.worker import run_trial
 
-    def never(paths: CampaignPaths, trial: str) -> None:
+    def never(paths: CampaignPaths, trial: str, **given: object) -> None:
         raise AssertionError(f"a recorded stage ran again for {trial}")
 
     monkeypatch.chdir(ws)  # (the worker works in the workspace; put back afterwards)

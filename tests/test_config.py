@@ -320,7 +320,7 @@ def test_pruner_and_training_budget_are_refused_where_nothing_trains(tmp_path: P
             load_params(_with(tmp_path, change, base="params.generation.yaml"))
         assert expected in str(err.value), str(err.value)
     params = load_params(_with(tmp_path, {"campaign.pruner": {"name": "hyperband"}}))
-    from hpo.search.pruning import describe, make_pruner
+    from hpo.search.training_pruning import describe, make_pruner
 
     pruner = make_pruner(params)
     assert type(pruner).__name__ == "HyperbandPruner" and pruner._max_resource == params.train.max_steps

@@ -1,6 +1,7 @@
-"""Contracts with the internals of pinned libraries (DESIGN C14): where our code reaches past a library's public API
-(litgpt's LoRA loop, DVC's commit, Optuna's storage, lm-eval's task loader), a test here fails first when an
-upgrade moves what we rely on. Each test names the module of ours that depends on the checked internal.
+"""Contracts with the internals of pinned libraries (docs/design.md#library-internals): where our code reaches past
+a library's public API (litgpt's LoRA loop, DVC's commit, Optuna's storage, lm-eval's task loader), a test here
+fails first when an upgrade moves what we rely on. Each test names the module of ours that depends on the checked
+internal: `hpo/internals/<library>.py`, the one module per library that touches its internals.
 
 Fast on purpose (no `slow` marker): signatures, source shapes and tiny throwaway repositories/studies, plus two
 2-step trainings of a randomly initialised tiny model (no pretraining: the contract is about litgpt's loop).
@@ -48,7 +49,7 @@ SWAPPED = ("load_checkpoint", "merge_lora", "fit", "validate")
 
 
 def test_litgpt_swapped_functions_keep_their_signatures() -> None:
-    """hpo/trials/litgpt_hooks.py swaps these names of `litgpt.finetune.lora` and calls litgpt's own with these
+    """hpo/internals/litgpt.py swaps these names of `litgpt.finetune.lora` and calls litgpt's own with these
     parameters: `load_checkpoint(fabric, model, checkpoint_path, strict=…)`, `validate(fabric, model,
     val_dataloader, eval, verbose=…)`; it reads `fit`'s `train` and `eval`, and replaces `merge_lora` with a
     function of keywords only."""
@@ -66,7 +67,7 @@ def test_litgpt_swapped_functions_keep_their_signatures() -> None:
 
 
 def test_litgpt_main_calls_the_swapped_functions_as_the_hooks_expect() -> None:
-    """hpo/trials/litgpt_hooks.py: a swap only takes effect if litgpt's `main` and `fit` look the names up in the
+    """hpo/internals/litgpt.py: a swap only takes effect if litgpt's `main` and `fit` look the names up in the
     module's globals at call time, and only works if they call them the way the replacements accept: `merge_lora`
     with keywords only, `fit` with `train=` and `eval=` keywords, `load_checkpoint` with three positional
     arguments and `strict=`, and `validate` at an interval with `fit`'s own `eval` object (the first and final
@@ -137,7 +138,7 @@ def _train(tiny: tuple[Any, Path, Path], out_dir: Path, stop: Any, monkeypatch: 
 def test_pruning_counts_steps_as_litgpts_loop_does(
     tiny: tuple[Any, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """hpo/trials/litgpt_hooks.py (`stopping`) and hpo/search/pruning.py: over max_steps 2 with eval_interval 1,
+    """hpo/internals/litgpt.py (`stopping`) and hpo/search/training_pruning.py: over max_steps 2 with eval_interval 1,
     the stop is asked exactly once, at step 1 (not at the last step), with the validation loss litgpt logged at
     that step; a stop that answers at step 1 ends litgpt's loop there (one step trained, `steps: 1`)."""
     asked: list[tuple[int, float]] = []
@@ -162,13 +163,13 @@ def test_pruning_counts_steps_as_litgpts_loop_does(
 
 
 def test_litgpt_hooks_serialise_trainings_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """hpo/trials/litgpt_hooks.py: the swaps are process-wide, so two trainings in two threads of one process (a
+    """hpo/internals/litgpt.py: the swaps are process-wide, so two trainings in two threads of one process (a
     Dask worker with `--nthreads 2`) take turns under its lock: the second enters only after the first left, and
     inside, each thread's swapped `validate` is its own (it reaches that thread's `stop`)."""
     import litgpt.finetune.lora as lora
 
     from hpo.config import load_params
-    from hpo.trials.litgpt_hooks import lora_hooks
+    from hpo.internals.litgpt import lora_hooks
 
     def litgpt_fit(*args: Any, **kwargs: Any) -> dict:  # stand-ins for litgpt's own, wrapped by the hooks
         return {}
@@ -180,6 +181,10 @@ def test_litgpt_hooks_serialise_trainings_in_threads(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(lora, "validate", litgpt_validate)
     originals = {name: getattr(lora, name) for name in SWAPPED}
     train = load_params(ROOT / "tests" / "params.e2e.yaml").trial_train({"max_steps": 4, "eval_interval": 1})
+
+    def no_weights(checkpoint: Path) -> dict[str, Any]:  # the cached base weights (no checkpoint is loaded here)
+        raise AssertionError(f"{checkpoint} loaded")
+
     events: list[tuple[str, str]] = []
     ready = threading.Barrier(2)
 
@@ -191,7 +196,8 @@ def test_litgpt_hooks_serialise_trainings_in_threads(monkeypatch: pytest.MonkeyP
             return None
 
         ready.wait()
-        with lora_hooks(stop, train, {}):
+        schedule = {"eval_interval": train.eval_interval, "max_steps": train.max_steps}
+        with lora_hooks(stop, {}, **schedule, base_state=no_weights):
             events.append(("enter", name))
             swapped = {n: getattr(lora, n) for n in SWAPPED}
             eval_args = object()
@@ -215,10 +221,11 @@ def test_litgpt_hooks_serialise_trainings_in_threads(monkeypatch: pytest.MonkeyP
 
 
 def test_dvc_internals_of_commit_keep_their_signatures() -> None:
-    """hpo/record/dvc.py (`commit`) runs the body of DVC's own `Repo.commit` (force=True) over several targets with
-    `Repo(…, _wait_for_lock=True)`, `lock_repo(repo)`, `repo.stage.collect_granular(target)` (StageInfo: stage,
-    filter_info), `stage.save()`, `stage.commit(filter_info=…, relink=…)` and `dvcfile.dump_stages(stages,
-    update_pipeline=False)`; if DVC's own commit stops making these calls, ours no longer matches it."""
+    """hpo/internals/dvc.py (`commit_stages`) runs the body of DVC's own `Repo.commit` (force=True) over several
+    targets with `Repo(…, _wait_for_lock=True)`, `lock_repo(repo)`, `repo.stage.collect_granular(target)`
+    (StageInfo: stage, filter_info), `stage.save()`, `stage.commit(filter_info=…, relink=…)` and
+    `dvcfile.dump_stages(stages, update_pipeline=False)`; if DVC's own commit stops making these calls, ours no
+    longer matches it."""
     from dvc.dvcfile import ProjectFile
     from dvc.lock import LockError
     from dvc.output import Output
@@ -243,9 +250,10 @@ def test_dvc_internals_of_commit_keep_their_signatures() -> None:
 
 
 def test_dvc_commit_records_stages_run_outside_dvc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """hpo/record/dvc.py (`commit`): on a throwaway git + DVC repository, two items of a `foreach` stage whose
-    outputs we write ourselves are recorded as `dvc repro` would: dvc.lock holds both, their outputs are in the
-    cache, and `dvc status` says the pipeline is up to date."""
+    """hpo/internals/dvc.py (`commit_stages`, through hpo/record/dvc.py's `commit`; `stage_status`, through
+    `up_to_date`): on a throwaway git + DVC repository, two items of a `foreach` stage whose outputs we write
+    ourselves are recorded as `dvc repro` would: dvc.lock holds both, their outputs are in the cache, and `dvc
+    status` says the pipeline is up to date."""
     from dvc.repo import Repo
 
     from hpo.record.dvc import commit, up_to_date
@@ -283,11 +291,12 @@ def test_dvc_commit_records_stages_run_outside_dvc(tmp_path: Path, monkeypatch: 
 
 
 def test_optuna_internals_keep_their_signatures() -> None:
-    """hpo/search/pruning.py (`AskPruner`) finds a running trial by number with
+    """hpo/internals/optuna.py: `trial_by_number` (a worker's `AskPruner`) finds a running trial by number with
     `study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)` and builds
-    `optuna.trial.Trial(study, trial_id)`; hpo/record/campaign.py builds `Trial(study, frozen._trial_id)`;
-    hpo/record/study.py (`heartbeat`, `fail_stale`) calls `study._storage.get_heartbeat_interval()` and
-    `record_heartbeat(trial._trial_id)` on storages that keep heartbeats."""
+    `optuna.trial.Trial(study, trial_id)`; `live_trial` (a resumed campaign) builds `Trial(study,
+    frozen._trial_id)`; `heartbeat_interval` and `record_heartbeat` (hpo/record/study.py's `heartbeat`,
+    `fail_stale`) call `study._storage.get_heartbeat_interval()` and `record_heartbeat(trial._trial_id)` on storages
+    that keep heartbeats."""
     import optuna
     from optuna.storages import BaseStorage, RDBStorage
 
@@ -299,9 +308,9 @@ def test_optuna_internals_keep_their_signatures() -> None:
 
 
 def test_optuna_trial_built_from_storage_reports_and_prunes(tmp_path: Path) -> None:
-    """hpo/search/pruning.py (`AskPruner`), hpo/record/campaign.py and hpo/record/study.py: on a JournalStorage
-    study opened a second time (as a worker opens the campaign's study), the trial built from the storage's id of a
-    trial number is that trial: what it reports is stored, and `should_prune` follows the pruner."""
+    """hpo/internals/optuna.py (`trial_by_number`, `live_trial`, `heartbeat_interval`): on a JournalStorage study
+    opened a second time (as a worker opens the campaign's study), the trial built from the storage's id of a trial
+    number is that trial: what it reports is stored, and `should_prune` follows the pruner."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend

@@ -15,16 +15,8 @@ from hpo.config import load_params
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import read_trial
 from hpo.record.study import open_study
-from hpo.search import pruning
-from hpo.search.pruning import (
-    AskEvalPruner,
-    InstanceWise,
-    eval_stop_for,
-    instance_values,
-    instances_jsonl,
-    never,
-    recorded_eval_stop,
-)
+from hpo.search.eval_pruning import InstanceWise, instance_values, instances_jsonl, never, recorded_eval_stop
+from hpo.trials.pruners import AskEvalPruner, Pruners, Studies, eval_stop_for
 
 from .helpers import ROOT
 
@@ -86,9 +78,10 @@ def test_a_recorded_decision_evaluates_exactly_the_instances_it_names() -> None:
 
 
 @pytest.fixture
-def campaign(tmp_path: Path) -> tuple[CampaignPaths, Any]:
+def campaign(tmp_path: Path) -> tuple[CampaignPaths, Any, Pruners]:
     """A campaign with `eval.pruner` whose study holds one complete trial, t000 (score 0.5), whose instances.jsonl
-    says it answered the even instances right; and t001 recorded, running."""
+    says it answered the even instances right; and t001 recorded, running. With the pruners a worker running its
+    trials hands their stages (the study opened once, by them)."""
     raw = yaml.safe_load((ROOT / "tests/params.e2e.yaml").read_text())
     raw["eval"]["pruner"] = {"name": "wilcoxon", "chunk": 8, "p_threshold": 0.1}
     paths = CampaignPaths("c", tmp_path)
@@ -106,43 +99,44 @@ def campaign(tmp_path: Path) -> tuple[CampaignPaths, Any]:
     paths.trial("t001").dir.mkdir(parents=True)
     record = {"params": {"learning_rate": 0.01}, "seeds": {"train": 1, "eval": 2}}
     paths.trial("t001").decision.write_text(yaml.safe_dump({"t001": record}))
-    yield paths, params
-    pruning._studies.clear()
+    yield paths, params, Pruners(paths, params, Studies())
     shutil.rmtree(paths.dir)
 
 
-def test_wilcoxon_stops_a_worse_trial_and_records_where(campaign: tuple[CampaignPaths, Any]) -> None:
-    paths, params = campaign
-    with pruning.asking():
-        gate = eval_stop_for(paths, params, "t001", read_trial(paths, "t001"))
+def test_wilcoxon_stops_a_worse_trial_and_records_where(campaign: tuple[CampaignPaths, Any, Pruners]) -> None:
+    paths, params, pruners = campaign
+    gate = eval_stop_for(params, "t001", read_trial(paths, "t001"), pruners)  # a worker's live run
     assert gate is not None and isinstance(gate.stop, AskEvalPruner)
     _run(gate, 0.0)  # wrong wherever the best was right: worse on the same instances
     decision = read_trial(paths, "t001")["eval_pruned"]
     assert gate.stopped_by is not None and gate.stopped_by.startswith("eval.pruner wilcoxon (p_threshold=0.1")
     assert "worse than t000" in gate.stopped_by and decision == {"instances": len(gate.values), "by": gate.stopped_by}
     assert len(gate.values) % 8 == 0 and len(gate.values) < 40  # after a chunk, before the end
-    # outside a worker that asks (dvc repro), the recorded decision is followed, without the study
-    rebuilt = eval_stop_for(paths, params, "t001", read_trial(paths, "t001"))
+    # without pruners (dvc repro), the recorded decision is followed, without the study
+    rebuilt = eval_stop_for(params, "t001", read_trial(paths, "t001"), None)
     assert rebuilt is not None
     _run(rebuilt, 0.0)
     assert rebuilt.values == gate.values and rebuilt.stopped_by == gate.stopped_by
 
 
-def test_wilcoxon_lets_an_equal_or_better_trial_finish(campaign: tuple[CampaignPaths, Any]) -> None:
-    paths, params = campaign
+def test_wilcoxon_lets_an_equal_or_better_trial_finish(campaign: tuple[CampaignPaths, Any, Pruners]) -> None:
+    paths, params, pruners = campaign
     for value in (lambda i: float(i[1] % 2 == 0), 1.0):
-        with pruning.asking():
-            gate = eval_stop_for(paths, params, "t001", read_trial(paths, "t001"))
-        assert gate is not None
+        gate = eval_stop_for(params, "t001", read_trial(paths, "t001"), pruners)
+        assert gate is not None and isinstance(gate.stop, AskEvalPruner)
         _run(gate, value)
         assert gate.stopped_by is None and len(gate.values) == 40
     assert "eval_pruned" not in read_trial(paths, "t001")
-    # the baseline is never pruned, nor a campaign without eval.pruner evaluated in chunks
-    with pruning.asking():
-        baseline = eval_stop_for(paths, params, "baseline", {})
-        assert baseline is not None and baseline.stop is never
-        plain = params.model_copy(update={"eval": params.eval.model_copy(update={"pruner": None})})
-        assert eval_stop_for(paths, plain, "t001", {}) is None
+    # given pruners, the baseline and the untuned reference are never pruned, nor a campaign without eval.pruner
+    # evaluated in chunks
+    for reference in ("baseline", "untuned"):
+        gate = eval_stop_for(params, reference, {}, pruners)
+        assert gate is not None and gate.stop is never
+    plain = params.model_copy(update={"eval": params.eval.model_copy(update={"pruner": None})})
+    assert eval_stop_for(plain, "t001", {}, pruners) is None
+    # without pruners (dvc repro) a study trial is not asked either
+    rebuilt = eval_stop_for(params, "t001", {}, None)
+    assert rebuilt is not None and rebuilt.stop is never
 
 
 def test_no_complete_trial_yet_no_pruning(tmp_path: Path) -> None:
@@ -153,10 +147,7 @@ def test_no_complete_trial_yet_no_pruning(tmp_path: Path) -> None:
     paths.params.write_text(yaml.safe_dump(raw))
     params = load_params(paths.params)
     open_study(paths, params).ask()
-    try:
-        gate = InstanceWise(seed=1, chunk=4, stop=AskEvalPruner(paths, params, "t000"))
-        _run(gate, 0.0)
-        assert gate.stopped_by is None and len(gate.values) == 40
-    finally:
-        pruning._studies.clear()
+    gate = InstanceWise(seed=1, chunk=4, stop=AskEvalPruner(Pruners(paths, params, Studies()), "t000"))
+    _run(gate, 0.0)
+    assert gate.stopped_by is None and len(gate.values) == 40
     assert optuna.__version__  # (the pruner is Optuna's own)

@@ -285,7 +285,7 @@ def test_a_failing_untuned_reference_is_recorded_and_the_campaign_goes_on(
     c = Campaign.start(workspace / "params.yaml", workspace)
     assert c.paths.untuned.dir.is_dir(), "the report stage's dependency exists before the reference runs"
 
-    def boom(paths: CampaignPaths) -> dict:
+    def boom(paths: CampaignPaths, *, params: object = None) -> dict:
         raise RuntimeError("CUDA out of memory")
 
     with pytest.raises(

@@ -14,7 +14,7 @@ from hpo.checkpoint import CheckpointError, check_checkpoint
 from hpo.config import load_params
 from hpo.data import DataError, read_records
 from hpo.record.layout import CampaignPaths
-from hpo.search.pruning import recorded_stop
+from hpo.search.training_pruning import recorded_stop
 from hpo.trials import cache
 from stages.merge_lora import merge_lora
 from stages.prepare_data import prepare_data
@@ -221,10 +221,17 @@ def test_a_joint_trial_whose_training_diverged_is_recorded_failed(
     paths.trial("t000").dir.mkdir(parents=True)
     reason = "diverged: non-finite loss at step 2"
     paths.trial("t000").train_metrics.write_text(json.dumps({"state": "failed", "reason": reason}))
-    result = generate.run(paths, "t000")
+    parsed: list[Path] = []
+    load = CampaignPaths.load
+    monkeypatch.setattr(CampaignPaths, "load", lambda self: parsed.append(self.params) or load(self))
+    result = generate.run(paths, "t000")  # as its CLI runs it: the stage parses the params file, once
     assert result == {"state": "failed", "reason": reason, "score": None}
     assert json.loads(paths.trial("t000").metrics.read_text()) == result
     assert paths.trial("t000").responses.read_text() == ""
+    assert parsed == [paths.params]
+    params = load(paths)
+    assert generate.run(paths, "t000", params=params, pruners=None) == result  # as a worker calls it: no parse
+    assert parsed == [paths.params]
 
 
 def test_the_untuned_reference_is_the_base_model_scored_as_a_trial_is(
@@ -235,7 +242,6 @@ def test_the_untuned_reference_is_the_base_model_scored_as_a_trial_is(
     `eval.pruner`, in the campaign's order and chunks, never stopped (the reference is not a candidate)."""
     from hpo.config import Params
     from hpo.record.files import write_yaml
-    from hpo.search.pruning import asking
     from stages.untuned import untuned
 
     ws, paths = built
@@ -259,7 +265,6 @@ def test_the_untuned_reference_is_the_base_model_scored_as_a_trial_is(
     raw = params.model_dump(mode="json")
     raw["eval"]["pruner"] = {"name": "wilcoxon", "chunk": 10}
     write_yaml(paths.params, Params.model_validate(raw).model_dump(mode="json"))
-    with asking():  # as in a worker that asks the evaluation pruner: the reference is never asked
-        chunked = untuned(paths)
+    chunked = untuned(paths, params=load_params(paths.params))  # as a worker calls it: it takes no pruners
     assert chunked["state"] == "complete" and chunked["evaluation"] == {"instances": 60, "of": 60, "saved": 0.0}
     assert chunked["score"] == metrics["score"] and instances() == values, "instance for instance the same"

@@ -17,6 +17,7 @@ import optuna
 from hpo.config import Params
 from hpo.internals.optuna import heartbeat_interval, record_heartbeat
 from hpo.record.layout import CampaignPaths
+from hpo.search.training_pruning import make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -45,7 +46,6 @@ def open_study(paths: CampaignPaths, params: Params, repair: bool = True) -> opt
             repair_journal(paths.journal)
         storage = JournalStorage(JournalFileBackend(str(paths.journal)))
     from hpo.search.proposers import Search, make_sampler  # the proposers read the study: imported here
-    from hpo.search.pruning import make_pruner
 
     return optuna.create_study(
         study_name=params.campaign.name,

@@ -3,10 +3,14 @@
 The worker keeps its imports (litgpt, lightning, lm-eval) and what trials share (`hpo.trials.cache`) between
 trials; a trial is the kind's stage functions called one after the other — the very functions `python -m
 stages.<name>` runs, which the flow hands over by name (`stages.trial_stages()`: this package never imports
-`stages`) — with their output in the trial's log (a training stage asking the campaign's pruner as it
-goes, `hpo.search.pruning`), then `dvc commit` of exactly that trial's stages, so
-dvc.lock and the DVC cache hold it as if `dvc repro` had run it, and `dvc repro` on a clean clone runs the stage
-commands and rebuilds the same bytes.
+`stages`) — with their output in the trial's log, then `dvc commit` of exactly that trial's stages, so dvc.lock
+and the DVC cache hold it as if `dvc repro` had run it, and `dvc repro` on a clean clone runs the stage commands
+and rebuilds the same bytes.
+
+The worker parses the campaign's params once per trial and hands the frozen `Params` to every stage, with the
+trial's live pruners (`hpo.trials.pruners.Pruners`: a training stage asks the campaign's pruner as it goes, a
+scoring stage `eval.pruner`) on the campaign's study, which the worker opens once per campaign and keeps for as
+long as it lives (`Studies`, held by its warm-up plugin). Under `dvc repro` the same functions get neither.
 
 Each start of a trial appends a line to `logs/<trial>.attempts` with the submission's id and the worker's
 address. A worker killed in the middle of a trial leaves its line behind; the engine runs the trial again on
@@ -23,7 +27,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,14 +39,15 @@ from hpo.record.dvc import StageError, commit, up_to_date
 from hpo.record.files import file_lock
 from hpo.record.layout import CampaignPaths
 from hpo.record.records import trial_stage
-from hpo.search.pruning import asking
 from hpo.trials import cache, finetune
-from hpo.trials.kinds import StageFunction, kind_of
+from hpo.trials.kinds import CampaignStageFunction, StageFunction, kind_of
+from hpo.trials.pruners import Pruners, Studies
 
 
 class WarmUp(WorkerPlugin):
     """A Dask worker plugin: each worker imports the trial stages' modules and what they import (`finetune.warm_up`,
-    ~10 s) when it starts, instead of in its first trial.
+    ~10 s) when it starts, instead of in its first trial; and it keeps what the worker opens for its trials for as
+    long as the worker lives (`studies`: each campaign's study, opened once).
 
     Args:
         functions: the trial stages' functions by dvc.yaml name (`stages.trial_stages()`). Dask pickles a
@@ -51,6 +56,7 @@ class WarmUp(WorkerPlugin):
 
     def __init__(self, functions: Mapping[str, StageFunction]) -> None:
         self.functions = dict(functions)
+        self.studies = Studies()  # (pickled empty: each worker opens its own)
 
     def setup(self, worker: Any) -> None:
         finetune.warm_up()
@@ -60,6 +66,22 @@ SPENT = ("sampled_tokens", "reused_responses")  # costs a stage returns that dep
 # The root logger, and those with console handlers of their own: DVC's, and lightning's (which do not propagate;
 # lightning's `seed_everything` line reached the campaign's terminal).
 LOGGERS = ("", "dvc", "lightning.fabric", "lightning.pytorch")
+
+
+def worker_studies() -> Studies:
+    """The studies this worker keeps (its warm-up plugin's: each campaign's opened once per worker); outside a Dask
+    worker, or in one the plugin has not reached yet (it is registered from a thread while the campaign prepares),
+    studies of their own for the caller."""
+    try:
+        from distributed import get_worker
+
+        plugins = list(get_worker().plugins.values())
+    except (ImportError, ValueError):  # not in a Dask worker
+        plugins = []
+    for plugin in plugins:
+        if isinstance(plugin, WarmUp):
+            return plugin.studies
+    return Studies()
 
 
 def worker_name() -> str:
@@ -107,12 +129,14 @@ def run_trial(
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     spent: dict[str, Any] = {}
-    kind = kind_of(paths.load())
+    params = paths.load()  # parsed once for the trial: every stage gets it
+    pruners = Pruners(paths, params, worker_studies())  # the stages of a study trial ask the campaign's pruners
+    kind = kind_of(params)
     kind.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
     stages = [(name, functions[name]) for name in kind.STAGES]
     resumed = adopted or interrupted > 0
     ran: list[str] = []
-    with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log), asking():
+    with (logs / f"{trial}.log").open("a", buffering=1) as log, _output_to(log):
         for name, stage in stages:
             target = trial_stage(paths, trial, name)
             _unless_cancelled(f"before stage '{target}'")
@@ -123,7 +147,7 @@ def run_trial(
             print(f"Running stage '{target}' in worker {worker}", flush=True)
             began = time.perf_counter()
             try:
-                returned = stage(paths, trial)
+                returned = stage(paths, trial, params=params, pruners=pruners)
             except Exception as err:
                 traceback.print_exc()
                 raise StageError(
@@ -153,9 +177,7 @@ def run_trial(
     return {**metrics, **spent}
 
 
-def run_campaign_stage(
-    root: str, campaign: str, stage: str, function: Callable[[CampaignPaths], dict[str, Any]]
-) -> dict[str, Any]:
+def run_campaign_stage(root: str, campaign: str, stage: str, function: CampaignStageFunction) -> dict[str, Any]:
     """Runs one of a campaign's own stages (`<stage>@<campaign>` of the root dvc.yaml: the untuned reference) in
     this process and records it with `dvc commit`, as `run_trial` does a trial's stages: the worker's imports and
     cached base weights make it an evaluation of seconds rather than a stage process's imports. A stage that
@@ -167,7 +189,8 @@ def run_campaign_stage(
         root: the workspace (where dvc.yaml lives), absolute.
         campaign: the campaign's name.
         stage: the stage's name in dvc.yaml (`untuned`); its output goes to `logs/<stage>.log`.
-        function: the stage's function (what `python -m stages.<stage>` runs): `function(paths)` → its metrics.
+        function: the stage's function (what `python -m stages.<stage>` runs): `function(paths, params=params)` →
+            its metrics, with the params this worker parsed.
 
     Returns:
         The stage's metrics with `ran` (False: recorded already, not run), its wall seconds and the worker.
@@ -189,10 +212,11 @@ def run_campaign_stage(
             metrics = json.loads((paths.dir / stage / "metrics.json").read_text())
             return {**metrics, "ran": False, "ran_on": worker}
         _unless_cancelled(f"before stage '{target}'")
-        kind_of(paths.load()).warm_up()
+        params = paths.load()  # parsed once: the stage gets it
+        kind_of(params).warm_up()
         print(f"Running stage '{target}' in worker {worker}", flush=True)
         try:
-            metrics = function(paths)
+            metrics = function(paths, params=params)
         except Exception as err:
             traceback.print_exc()
             raise StageError(
