@@ -6,7 +6,7 @@ A trial's evaluation instances — lm-eval's (task, doc_id) — are evaluated in
 pruner compares the instances' values so far with the best trial's on the same instances (a paired signed-rank
 test: `Pairing`) and may stop the trial. The number of instances evaluated is then written into the trial's record
 (`eval_pruned: {instances, by}`) before the stage finishes: `dvc repro` evaluates exactly those, in the same
-chunks, without a study (`recorded_eval_stop`; docs/design.md#decisions-as-data). Each evaluated instance's value
+chunks, without a study (`recorded_eval_stop`; docs/design.md#decisions). Each evaluated instance's value
 is kept in the trial's `instances.jsonl` (`instances_jsonl`), through which later trials pair with it.
 
 This module holds the decisions themselves; asking the pruner against the campaign's study while a trial is

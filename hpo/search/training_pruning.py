@@ -7,7 +7,7 @@ as for the study, higher is better — and asks the pruner whether to go on. Whe
 written into the trial's record (its `trial.yaml`: `pruned: {step, by}`) before the stage finishes, so it is part of
 what DVC records for the trial: `dvc repro` rebuilds the trial by training to that step, on the same learning-rate
 schedule, without asking a pruner (whose answer depends on which other trials had reported by then)
-(docs/design.md#decisions-as-data).
+(docs/design.md#decisions).
 
 This module holds the decisions themselves; asking the campaign's study while a trial trains, and recording what
 it says, is the worker's (`hpo.trials.pruners`).

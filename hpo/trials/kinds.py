@@ -1,4 +1,4 @@
-"""A trial kind is a plug-in (docs/design.md#stages): the ordered stages it runs (their dvc.yaml names), what its
+"""A trial kind is a plug-in (docs/design.md#trial-kinds): the ordered stages it runs (their dvc.yaml names), what its
 worker imports before the first trial and what its progress bar counts. The campaign machinery (space, design,
 proposers, records, lineage, report, compare) is the same for every kind."""
 

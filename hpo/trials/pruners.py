@@ -1,10 +1,10 @@
 """The live pruners a warm worker hands a study trial's stages, and the decisions they record.
 
-Whether a stage asks a pruner is an argument of the stage function (docs/design.md#stages): the worker that runs a
-study trial passes `Pruners` — the campaign's study, which the worker opened once (`Studies`) — and a stage builds
-its stop from it (`stop_for` while it trains, `eval_stop_for` while it is evaluated). Without it (`dvc repro`,
-`python -m stages.<name>`) a stage follows only the decisions its trial's record holds. Either way a decision
-recorded earlier is followed first, so a rebuild trains and evaluates exactly what the live run did.
+Whether a stage asks a pruner is an argument of the stage function (docs/design.md#no-hidden-switches): the
+worker that runs a study trial passes `Pruners` — the campaign's study, which the worker opened once (`Studies`) —
+and a stage builds its stop from it (`stop_for` while it trains, `eval_stop_for` while it is evaluated). Without it
+(`dvc repro`, `python -m stages.<name>`) a stage follows only the decisions its trial's record holds. Either way a
+decision recorded earlier is followed first, so a rebuild trains and evaluates exactly what the live run did.
 
 - `AskPruner`: while a study trial trains, reports each validation loss to the study and asks the campaign's
   pruner (`campaign.pruner`, `hpo.search.training_pruning`);
@@ -12,7 +12,7 @@ recorded earlier is followed first, so a rebuild trains and evaluates exactly wh
   same instances (`hpo.search.eval_pruning`).
 
 When either says stop, the decision is written into the trial's record (`trial.yaml`: `pruned` or `eval_pruned`)
-before the stage finishes, so it is part of what DVC records for the trial (docs/design.md#decisions-as-data).
+before the stage finishes, so it is part of what DVC records for the trial (docs/design.md#decisions).
 """
 
 from __future__ import annotations
