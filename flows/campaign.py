@@ -74,9 +74,10 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="prepare", retry_condition_fn=_is_transient, **RETRIES)
-def prepare(params_file: str) -> tuple[Campaign, dict[str, int]]:
-    """Validates and records the campaign, builds its data, base model and design, and opens its study."""
-    campaign = Campaign.start(Path(params_file))
+def prepare(params: Params, params_file: str) -> tuple[Campaign, dict[str, int]]:
+    """Records the campaign (`params`, parsed from `params_file`), builds its data, base model and design, and
+    opens its study."""
+    campaign = Campaign.start(Path(params_file), params=params)
     return campaign, campaign.prepare()
 
 
@@ -236,9 +237,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_campaign(params_file: str = "params.yaml") -> dict[str, Any]:
+def run_campaign(params: Params, params_file: str) -> dict[str, Any]:
     """Starts Prefect's server and the trial workers side by side, then runs the campaign flow on them (what
-    `campaign run` does).
+    `campaign run` does, with the declaration it parsed and validated once: `params`, from `params_file`).
 
     Raises:
         CampaignInterrupted: a SIGINT or SIGTERM stopped the run (after the running trials were recorded
@@ -246,8 +247,8 @@ def run_campaign(params_file: str = "params.yaml") -> dict[str, Any]:
     """
     with stopping.handled():
         try:
-            with prefect_api() as ready, trial_workers(load_params(params_file)) as address, ready():
-                return campaign(params_file, scheduler=address)
+            with prefect_api() as ready, trial_workers(params) as address, ready():
+                return campaign(params_file, scheduler=address, params=params)
         except BaseException as err:
             signum = stopping.noticed(err)
             if signum is None:
@@ -256,7 +257,9 @@ def run_campaign(params_file: str = "params.yaml") -> dict[str, Any]:
 
 
 @flow(name="campaign")
-def campaign(params_file: str = "params.yaml", scheduler: str | None = None) -> dict[str, Any]:
+def campaign(
+    params_file: str = "params.yaml", scheduler: str | None = None, params: Params | None = None
+) -> dict[str, Any]:
     """Runs (or resumes) the campaign declared in `params_file` on its trial workers; returns the best-trial
     summary.
 
@@ -264,26 +267,29 @@ def campaign(params_file: str = "params.yaml", scheduler: str | None = None) -> 
         params_file: the campaign's declaration.
         scheduler: a Dask scheduler's address (default `campaign.scheduler`; unset: a local cluster of
             `campaign.workers` processes for this run).
+        params: `params_file` parsed and validated already (`campaign run`); None (a deployment's scheduled run):
+            parsed here, once per run.
     """
-    params = load_params(params_file)
+    if params is None:
+        params = load_params(params_file)
     address = scheduler or params.campaign.scheduler
     runner = (
         DaskTaskRunner(address=address)
         if address
         else DaskTaskRunner(cluster_kwargs=local_cluster(params.campaign.workers))
     )
-    return trials.with_options(task_runner=runner)(params_file)  # type: ignore[arg-type]  # (prefect-dask's stubs)
+    return trials.with_options(task_runner=runner)(params, params_file)  # type: ignore[arg-type]  # (prefect-dask)
 
 
 @flow(name="campaign-trials")
-def trials(params_file: str) -> dict[str, Any]:
+def trials(params: Params, params_file: str) -> dict[str, Any]:
     """The campaign's story, on the task runner its parent flow chose.
 
     With `campaign.workers: N`, N trials run at once; several `campaign run` processes may share one campaign
     (its study and records), each running trials the others do not.
     """
     try:
-        c, warm = prepare(params_file)
+        c, warm = prepare(params, params_file)
     except BaseException as err:
         stopping.noticed(err)  # a signal during prepare: no trial runs yet
         raise
@@ -385,4 +391,5 @@ def _outcome(result: Any) -> dict[str, Any] | Exception:
 if __name__ == "__main__":
     import sys
 
-    run_campaign(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    path = sys.argv[1] if len(sys.argv) > 1 else "params.yaml"
+    run_campaign(load_params(path), path)

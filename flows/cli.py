@@ -45,7 +45,7 @@ def run(
     from flows.campaign import CampaignInterrupted, CampaignStopped, run_campaign
 
     try:
-        run_campaign(str(params))
+        run_campaign(declared, str(params))  # parsed and validated once, above
     except CampaignStopped as err:
         raise _fail(str(err)) from None
     except CampaignInterrupted as err:  # Ctrl-C: 130, SIGTERM: 143, as a shell reports a process they ended

@@ -44,7 +44,7 @@ from hpo.record.records import (
 )
 from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
 from hpo.search import ecooptigen, objectives
-from hpo.search.proposers import ask, enqueue_design
+from hpo.search.proposers import Proposer, enqueue_design
 from hpo.search.warm_start import warm_start
 
 # What a trial cost and where it ran, kept in lineage.yaml and the Optuna trial (never in a file a stage writes).
@@ -83,6 +83,7 @@ class Campaign:
         self.params = params
         self.seeds = params.seeds()
         self.threads = params.trial_threads()
+        self.proposer = Proposer(params)  # built once per run: `propose` asks it
         self.lineage: dict[str, Any] = {}
         self._study: optuna.Study | None = None
         self.stop_reason: str | None = None  # why proposing stopped before n_trials (the optimisation budget)
@@ -90,10 +91,11 @@ class Campaign:
         self._budgets: dict[str, dict[str, Any] | None] = {}  # each finished trial's budget record (`_rule1`)
 
     @classmethod
-    def start(cls, params_file: Path, root: Path = Path(".")) -> Campaign:
-        """Validates a params file and creates (or reopens) its campaign's record (see `start_campaign`)."""
-        paths, params = start_campaign(params_file, root)
-        return cls(paths, params)
+    def start(cls, params_file: Path, root: Path = Path("."), params: Params | None = None) -> Campaign:
+        """Validates a params file (unless `params` holds it parsed and validated already) and creates (or
+        reopens) its campaign's record (see `start_campaign`)."""
+        paths, declared = start_campaign(params_file, root, params)
+        return cls(paths, declared)
 
     @property
     def name(self) -> str:
@@ -179,7 +181,7 @@ class Campaign:
             self.stop_reason = self.budget_spent()
             if self.stop_reason:
                 return None
-            study_trial = ask(self.study, self.params)
+            study_trial = self.proposer.ask(self.study)
             claim(study_trial)
             tid = trial_id(study_trial.number)
             for key, value in {"trial_id": tid, "seeds": self.seeds, **self.lineage}.items():

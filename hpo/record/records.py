@@ -368,16 +368,25 @@ def stage_key(campaign: str, trial: str) -> str:
     return f"{campaign}-{trial}"
 
 
-def start_campaign(params_file: Path, root: Path = Path(".")) -> tuple[CampaignPaths, Params]:
-    """Validates a params file and creates (or reopens) its campaign's record.
+def start_campaign(
+    params_file: Path, root: Path = Path("."), params: Params | None = None
+) -> tuple[CampaignPaths, Params]:
+    """Validates a params file and creates (or reopens) its campaign's record; returns its paths and the
+    declaration with `model.trial` resolved.
 
     The validated declaration is frozen as `campaigns/<name>/params.yaml`. Reopening a campaign with a different
     declaration is refused: its recorded trials would no longer mean what they say.
 
+    Args:
+        params_file: the campaign's declaration.
+        root: the workspace.
+        params: `params_file` parsed and validated already (`campaign run` parses it once); None: parsed here.
+
     Raises:
         ParamsError: for an invalid params file, or one that changes an existing campaign.
     """
-    params = resolve_model_trial(load_params(params_file), root)
+    declared = params if params is not None else load_params(params_file)
+    params = resolve_model_trial(declared, root)  # (a resolved declaration resolves to itself)
     paths = CampaignPaths(params.campaign.name, root)
     frozen = params.model_dump(mode="json")
     with records_lock(root):
@@ -436,9 +445,17 @@ def _identity(params: dict) -> dict:
     return {**params, "campaign": campaign}
 
 
+def _identity_of(recorded: Any) -> dict | None:
+    """A recorded params file's identity, or None for content that is not a declaration's mapping."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("campaign", {}), dict):
+        return None
+    return _identity(recorded)
+
+
 def _start(paths: CampaignPaths, params: Params, frozen: dict, params_file: Path) -> tuple[CampaignPaths, Params]:
-    if paths.params.is_file():
-        # through the schema, so a setting added since the campaign was recorded reads as its default
+    if paths.params.is_file() and _identity_of(read_yaml(paths.params, {})) != _identity(frozen):
+        # through the schema, so a setting added since the campaign was recorded reads as its default (the file
+        # as written, the usual case on resume, needs no second parse: it is what `frozen` wrote)
         existing = load_params(paths.params).model_dump(mode="json")
         if _identity(existing) != _identity(frozen):
             changed = sorted(k for k in frozen if _identity(frozen).get(k) != _identity(existing).get(k))

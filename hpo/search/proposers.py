@@ -92,15 +92,34 @@ def enqueue_design(study: optuna.Study, points: list[dict[str, Any]]) -> int:
     return max(0, len(points) - present)
 
 
+class Proposer:
+    """A campaign's proposer, built once per campaign run: its search (space, proposer, seed) and the Optuna
+    distributions of its space, read from the declaration once.
+
+    What it cannot keep is one Optuna sampler for the whole run: an Optuna sampler carries a random state (TPE,
+    GP and random draw from it; GP also starts each fit from the last one's kernel parameters), so one object
+    asked again and again would propose other points than the per-trial seeded samplers do, and a campaign resumed
+    in a new process other points than one that never stopped. Each proposal therefore gets the sampler seeded for
+    its trial (`make_sampler`), a constructor call, and skopt its `Optimizer` told the study's history
+    (`skopt_propose`): the decisions depend on the seed and the study's history only, whichever process asks.
+    """
+
+    def __init__(self, params: Params | Search) -> None:
+        self.search = Search.of(params)
+        self.distributions = distributions(self.search)
+
+    def ask(self, study: optuna.Study) -> optuna.trial.Trial:
+        """Asks for the study's next trial (design points first)."""
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if self.search.sampler == "skopt" and not waiting:
+            study.enqueue_trial(skopt_propose(study, self.search))
+        study.sampler = make_sampler(self.search, len(study.get_trials(deepcopy=False)))
+        return study.ask(self.distributions)
+
+
 def ask(study: optuna.Study, params: Params | Search) -> optuna.trial.Trial:
-    """Asks the campaign's proposer for the next trial (design points first)."""
-    search = Search.of(params)
-    dists = distributions(search)
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if search.sampler == "skopt" and not waiting:
-        study.enqueue_trial(skopt_propose(study, search))
-    study.sampler = make_sampler(search, len(study.get_trials(deepcopy=False)))
-    return study.ask(dists)
+    """Asks the campaign's proposer for the next trial (design points first): a `Proposer` for one question."""
+    return Proposer(params).ask(study)
 
 
 def skopt_propose(study: optuna.Study, params: Params | Search) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import optuna
 
 from hpo.config import derive_seed
 from hpo.search.design import latin_hypercube
-from hpo.search.proposers import Search, ask, enqueue_design, make_sampler
+from hpo.search.proposers import Proposer, Search, enqueue_design, make_sampler
 
 
 class Strategy:
@@ -28,12 +28,13 @@ class Strategy:
 
     def __init__(self, search: Search) -> None:
         self.search = search
+        self.proposer = Proposer(search)
         self.study = optuna.create_study(directions=search.directions, sampler=make_sampler(search, 0))
         enqueue_design(self.study, latin_hypercube(search.space, search.n_init, derive_seed(search.seed, "design")))
 
     def ask(self) -> optuna.trial.Trial:
         """The next point to evaluate (`trial.params`)."""
-        return ask(self.study, self.search)
+        return self.proposer.ask(self.study)
 
     def tell(self, trial: optuna.trial.Trial, value: float | list[float] | None) -> None:
         """Records a point's value (one per objective: a list in a multi-objective search); None (or NaN) records
