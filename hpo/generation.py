@@ -34,9 +34,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from litgpt import Tokenizer
+    from litgpt.model import GPT
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,8 @@ class Completion:
 
 
 def generate(
-    model: Any,
-    tokenizer: Any,
+    model: GPT,
+    tokenizer: Tokenizer,
     prompts: list[list[int]],
     sampling: Sampling,
     seeds: list[int],
@@ -130,7 +134,7 @@ def generate(
     return [c for c in out if c is not None]
 
 
-def logits_at(model: Any, idx: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], **kwargs: Any) -> torch.Tensor:
+def logits_at(model: GPT, idx: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor], **kwargs: Any) -> torch.Tensor:
     """`model(idx, **kwargs)`'s logits at the (row, position) pairs `where` only, shape (len(where[0]), vocab).
 
     The output layer (a vocabulary-wide matrix product, ~20% of SmolLM2-135M's compute) is applied to the chosen
@@ -162,7 +166,7 @@ SHARED_PREFIX_MIN_SAVING = 64
 
 @torch.inference_mode()
 def _batch(
-    model: Any, tokenizer: Any, prompts: list[list[int]], sampling: Sampling, seeds: list[int], eos: set[int]
+    model: GPT, tokenizer: Tokenizer, prompts: list[list[int]], sampling: Sampling, seeds: list[int], eos: set[int]
 ) -> list[Completion]:
     device = next(model.parameters()).device
     rows, width = len(prompts), max(len(p) for p in prompts)
@@ -234,7 +238,7 @@ def _batch(
     return [d for d in done if d is not None]
 
 
-def _ring_buffer(model: Any) -> bool:
+def _ring_buffer(model: GPT) -> bool:
     """Whether some layer attends over a sliding window (litgpt's KV cache is then a ring buffer)."""
     return any(getattr(block.attn, "apply_sliding_window_attention", False) for block in model.transformer.h)
 
@@ -247,7 +251,7 @@ def _common_prefix(prompts: list[tuple[int, ...]], at_most: int) -> int:
     return n
 
 
-def _keep_rows(model: Any, index: torch.Tensor) -> None:
+def _keep_rows(model: GPT, index: torch.Tensor) -> None:
     """Makes row i of every layer's KV cache what row index[i] was."""
     for block in model.transformer.h:
         block.attn.kv_cache.k = block.attn.kv_cache.k[index]
@@ -281,7 +285,7 @@ def _sample(
 
 
 def _finished(
-    tokenizer: Any, generated: list[int], token: int, s: Sampling, eos: set[int], last: bool
+    tokenizer: Tokenizer, generated: list[int], token: int, s: Sampling, eos: set[int], last: bool
 ) -> Completion | None:
     """Appends `token` to the row's response; the completion once the row is finished, else None."""
     if token in eos:
@@ -297,5 +301,5 @@ def _finished(
     return None
 
 
-def _decode(tokenizer: Any, ids: list[int]) -> str:
+def _decode(tokenizer: Tokenizer, ids: list[int]) -> str:
     return str(tokenizer.decode(torch.tensor(ids, dtype=torch.long))) if ids else ""

@@ -3,7 +3,7 @@
 A task's score depends on its YAML and every YAML it `include:`s, the data files it names
 (`dataset_kwargs.data_files`, `dataset_kwargs.data_dir`, or a local `dataset_path`), and the Python files of its
 `!function`s (`process_docs`, `doc_to_text`, a custom `class`, …). lm-eval's own index and YAML loader find them
-(`TaskManager.task_index`, `lm_eval.tasks._yaml_loader.load_yaml`), so what is recorded is what lm-eval reads.
+(`TaskManager.task_index`, `hpo.internals.lm_eval.load_task_yaml`), so what is recorded is what lm-eval reads.
 Relative data paths are resolved as `datasets.load_dataset` resolves them: against the working directory, which
 for a DVC stage is the workspace root. A task whose data comes from the Hugging Face hub names no file here; it is
 listed with its dataset path, name and pinned revision, and the score stage adds the fingerprint `datasets` gives
@@ -23,7 +23,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from hpo.internals.lm_eval import fingerprint, index_kind, load_task_yaml, packaged_builders
+
+if TYPE_CHECKING:
+    from lm_eval.tasks import TaskManager
 
 # The score stage's DVC dependency for a campaign without `eval.task_dir`: the templates its task YAMLs come from.
 DEFAULT_TASK_DIR = "data/tasks"
@@ -81,30 +86,7 @@ def no_bytecode() -> Iterator[None]:
         sys.dont_write_bytecode = before
 
 
-# lm-eval's internals (contract C14; checked by tests/test_contracts.py). lm-eval 0.4.13 has no public API that reads
-# a task YAML as its task index does (`include:`s merged, `!function`s imported), nor one that says what an index
-# entry is (task, Python task, group or tag): both live in private modules (`lm_eval.tasks._yaml_loader`,
-# `lm_eval.tasks._index`). Reading tasks through lm-eval's own code keeps what we record equal to what lm-eval
-# reads; these two functions are the only places that import those modules (hpo.validate uses them too).
-
-
-def load_task_yaml(path: Path, *, resolve_func: bool = True, recursive: bool = True) -> dict[str, Any]:
-    """A task YAML as lm-eval loads it (`lm_eval.tasks._yaml_loader.load_yaml`): `recursive` merges the YAMLs it
-    `include:`s, `resolve_func` imports its `!function`s."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    return load_yaml(path, resolve_func=resolve_func, recursive=recursive)
-
-
-def index_kind() -> Any:
-    """The kinds of lm-eval's task-index entries (`lm_eval.tasks._index.Kind`: TASK, PY_TASK, GROUP, TAG); each
-    entry of `TaskManager.task_index` has one as `.kind`, beside `.yaml_path`, `.cfg` and `.tags`."""
-    from lm_eval.tasks._index import Kind
-
-    return Kind
-
-
-def task_inputs(manager: Any, names: Iterable[str], root: Path = Path(".")) -> TaskInputs:
+def task_inputs(manager: TaskManager, names: Iterable[str], root: Path = Path(".")) -> TaskInputs:
     """The files and hub datasets that the named tasks (tasks, groups or tags) read.
 
     Args:
@@ -204,19 +186,13 @@ def _dataset_configs(value: Any) -> Iterator[dict[str, Any]]:
             yield from _dataset_configs(v)
 
 
-def _packaged_builders() -> set[str]:
-    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
-
-    return set(_PACKAGED_DATASETS_MODULES)
-
-
 def hub_dataset(dataset_path: Any, root: Path = Path(".")) -> bool:
     """Whether `datasets.load_dataset(path=dataset_path, …)` reads the hub: not a packaged builder (`json`,
     `csv`, …, which read `data_files`) and not a local file or folder."""
     if not isinstance(dataset_path, str) or not dataset_path:
         return False
     local = Path(dataset_path).expanduser()
-    return dataset_path not in _packaged_builders() and not (local if local.is_absolute() else root / local).exists()
+    return dataset_path not in packaged_builders() and not (local if local.is_absolute() else root / local).exists()
 
 
 def _data_inputs(cfg: dict[str, Any], task: str, yaml_path: Path | None, root: Path, out: TaskInputs) -> None:
@@ -229,7 +205,7 @@ def _data_inputs(cfg: dict[str, Any], task: str, yaml_path: Path | None, root: P
         out.datasets.append(
             HubDataset(task, str(dataset_path), str(name) if name else None, str(revision) if revision else None)
         )
-    elif isinstance(dataset_path, str) and dataset_path and dataset_path not in _packaged_builders():
+    elif isinstance(dataset_path, str) and dataset_path and dataset_path not in packaged_builders():
         out.files.extend(_local_files(dataset_path, root, task, yaml_path))  # a local dataset folder or script
     data_dir = kwargs.get("data_dir")
     base = root
@@ -313,7 +289,7 @@ def dataset_record(task: Any, root: Path = Path(".")) -> dict[str, Any] | None:
         "path": config.dataset_path,
         "name": getattr(config, "dataset_name", None),
         "revision": kwargs.get("revision"),
-        "fingerprint": {str(split): getattr(ds, "_fingerprint", None) for split, ds in sorted(splits)},
+        "fingerprint": {str(split): fingerprint(ds) for split, ds in sorted(splits)},
     }
 
 

@@ -1,4 +1,4 @@
-"""Peer test: our lm-eval `LM` over a litgpt checkpoint (`hpo.evaluation.make_lm`) computes what lm-eval's own
+"""Peer test: our lm-eval `LM` over a litgpt checkpoint (`hpo.evaluation.LitGPTLM`) computes what lm-eval's own
 Hugging Face backend (`HFLM`) computes from the same weights in transformers' format — every log-likelihood
 within 1e-4 (float32 sums in another order differ by ~1e-5) and every greedy response identical.
 
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from hpo.config import EvalSection
-from hpo.evaluation import evaluate, make_lm
+from hpo.evaluation import LitGPTLM, evaluate
 
 from .helpers import ROOT
 
@@ -121,7 +121,7 @@ def real_lms(real_model: Any) -> tuple[Any, Any]:
     from lm_eval.models.huggingface import HFLM
 
     torch.set_num_threads(2)
-    ours = make_lm(real_model.lit, batch_size=8, generation_batch_size=8, chat_template=True)
+    ours = LitGPTLM(real_model.lit, batch_size=8, generation_batch_size=8, chat_template=True)
     hf = HFLM(pretrained=str(real_model.hf), device="cpu", dtype="float32", batch_size=8)
     return ours, hf
 
@@ -149,7 +149,7 @@ def test_real_model_chat_prompt_encoding(real_lms: tuple[Any, Any]) -> None:
 
 def test_chat_template_needs_a_template(tiny_lit: Path) -> None:
     with pytest.raises(ValueError, match="eval.chat_template: the tokenizer in .* has no chat template"):
-        make_lm(tiny_lit, batch_size=4, chat_template=True)
+        LitGPTLM(tiny_lit, batch_size=4, chat_template=True)
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +176,6 @@ def test_tiny_model_agrees_with_hf(tiny_lit: Path, tmp_path: Path) -> None:
     from lm_eval.models.huggingface import HFLM
 
     folder = export_hf(tiny_lit, tmp_path / "hf")
-    ours = make_lm(tiny_lit, batch_size=8, generation_batch_size=8)
+    ours = LitGPTLM(tiny_lit, batch_size=8, generation_batch_size=8)
     hf = HFLM(pretrained=str(folder), device="cpu", dtype="float32", batch_size=8)
     check_peer(ours, hf, write_tasks(tmp_path / "peer"), chat_template=False, limit=6)
