@@ -41,8 +41,8 @@ def main() -> None:
         total, _ = timed([sys.executable, "-m", "flows.cli", "run", "--params", args.params], ws)
     sys.path.insert(0, str(ws))
     from hpo.config import load_params
-    from hpo.record.layout import CampaignPaths
-    from hpo.record.study import open_study
+    from hpo.layout import CampaignPaths
+    from hpo.search.study import open_study
 
     params = load_params(ws / args.params)
     paths = CampaignPaths(params.campaign.name, ws)

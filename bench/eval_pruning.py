@@ -41,7 +41,7 @@ from generation_pruning import run as campaign_run
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hpo.record.layout import CampaignPaths  # noqa: E402
+from hpo.layout import CampaignPaths  # noqa: E402
 from hpo.record.records import read_lineage, read_trials  # noqa: E402
 
 WILCOXON = {"name": "wilcoxon", "p_threshold": 0.1, "n_startup_steps": 2, "chunk": 10}

@@ -14,7 +14,7 @@ each prompt is rendered by the model's chat template (lm-eval's `apply_chat_temp
 asks: a system turn every prompt starts with). Each way runs both `--repeats` times, the ways alternating, on
 `--threads` torch threads; the fastest run of each way is kept (the others are a busy machine's noise). `--clock
 cpu` times the process's CPU seconds instead of wall seconds: steadier where other processes share the cores, with
-`--threads 1` (idle OpenMP threads spin, and that counts too). Our response cache (`hpo.trials.cache`, which would
+`--threads 1` (idle OpenMP threads spin, and that counts too). Our response cache (`hpo.cache`, which would
 answer a repeated greedy request without sampling) is emptied before every generation run.
 
 Both ways must compute the same thing (bench/agree.py): every log-likelihood within 1e-4 and every greedy response
@@ -120,8 +120,8 @@ def main() -> None:
     import torch
     from lm_eval.models.huggingface import HFLM
 
+    from hpo import cache
     from hpo.evaluation import make_lm
-    from hpo.trials import cache
 
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.agree import check_agree  # noqa: E402
 from bench.generation_pruning import finetuned, run  # noqa: E402
-from hpo.record.layout import CampaignPaths  # noqa: E402
+from hpo.config import load_params  # noqa: E402
+from hpo.layout import CampaignPaths  # noqa: E402
 from hpo.record.records import read_trials  # noqa: E402
 
 GRID: dict[str, list[Any]] = {
@@ -56,15 +57,15 @@ def grid_search(ws: Path, campaign: str) -> list[dict[str, Any]]:
     from sklearn.base import BaseEstimator
     from sklearn.model_selection import GridSearchCV
 
+    from hpo.cache import pin_threads
     from hpo.checkpoint import resolve_checkpoint
     from hpo.config import derive_seed
-    from hpo.record.layout import CampaignPaths
+    from hpo.layout import CampaignPaths
     from hpo.record.records import read_trial
-    from hpo.trials.cache import pin_threads
     from stages.generate import generate
 
     paths = CampaignPaths(campaign, ws)  # the campaign's prepared tasks, model, seeds: the same as ours
-    params = paths.load()
+    params = load_params(paths.params)
     first = read_trial(paths, "t000")
     seeds = first["seeds"]  # derived from the campaign seed: every trial of ours records the same
     pin_threads(first.get("threads"))  # the torch threads ours' trials computed with

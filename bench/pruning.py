@@ -28,7 +28,7 @@ import yaml
 from agree import check_agree  # bench/ is the script's folder, first on sys.path
 from generation_pruning import run as campaign_run
 
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_trials
 
 ROOT = Path(__file__).resolve().parent.parent

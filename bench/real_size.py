@@ -41,7 +41,7 @@ from trial_overhead import build_base, timed, trials_of
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from hpo.record.layout import CampaignPaths  # noqa: E402
+from hpo.layout import CampaignPaths  # noqa: E402
 from hpo.record.records import read_lineage  # noqa: E402
 
 MIB = 2**20
@@ -120,9 +120,9 @@ def p_trials(ws: Path, campaign: Path) -> dict[str, dict]:
 def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
     """The hand-written loop, in this process (run as `--loop-b`), with the code of P's clone."""
     sys.path.insert(0, str(campaign.parent.parent))
+    from hpo.cache import pin_threads
     from hpo.config import load_params
-    from hpo.record.layout import TrialPaths
-    from hpo.trials.cache import pin_threads
+    from hpo.layout import TrialPaths
     from hpo.trials.finetune import warm_up
     from hpo.trials.worker import peak_rss_mb
     from stages.merge_lora import merge_lora

@@ -65,7 +65,7 @@ def per_trial(ws: Path) -> list[dict[str, float]]:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from hpo.record.layout import CampaignPaths
+    from hpo.layout import CampaignPaths
     from hpo.record.records import read_lineage
 
     lineage = read_lineage(CampaignPaths(NAME, ws))

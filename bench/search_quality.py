@@ -29,7 +29,7 @@ proposer re-seeded per trial — as `ours <sampler>/<n_init>`; `cand <sampler>/<
 only (TPE options, a switch by space type; `variant_sampler`), run the same way. Optuna 5's default `TPESampler` is
 already multivariate (`multivariate=None` means True for one objective) and `group` changes nothing on a space
 without conditional parameters. Optuna's random search and TPE suggest the same dimensions (`suggest_int`,
-`suggest_categorical`, `suggest_float`); skopt takes `Integer`/`Categorical`/`Real` (`hpo.search.space`).
+`suggest_categorical`, `suggest_float`); skopt takes `Integer`/`Categorical`/`Real` (`hpo.config.space`).
 Printed per budget: the mean (standard error) per problem and strategy, the average rank (1 = best mean) over all
 problems and per kind, the default's (`--default`) win rate against each other strategy (the share of problems
 where its mean is lower, and of (problem, seed) runs where its value is lower), over all problems and per kind;
@@ -165,7 +165,7 @@ class Problem:
 
 
 def continuous(bounds: Bounds, f: Callable[[np.ndarray], float]) -> Problem:
-    from hpo.search.space import FloatDimension
+    from hpo.config.space import FloatDimension
 
     space = {
         f"x{i}": FloatDimension(type="float", low=b[0], high=b[1], log=len(b) == 3 and b[2] == "log")
@@ -237,7 +237,7 @@ def variant_sampler(name: str, seed: int, startup: int, space: dict[str, Any]) -
     """Candidate proposers tried in the bench only (the product's `make_sampler` holds the chosen one)."""
     import optuna
 
-    from hpo.search.space import FloatDimension
+    from hpo.config.space import FloatDimension
 
     tpe = optuna.samplers.TPESampler
     if name == "tpe-indep":
@@ -279,7 +279,7 @@ def variant(sampler: str, n_init: int) -> Callable[[str, int, int], list[float]]
 
 def suggest(trial: Any, name: str, dim: Any) -> Any:
     """The Optuna suggestion equivalent to a dimension."""
-    from hpo.search.space import FloatDimension, IntDimension
+    from hpo.config.space import FloatDimension, IntDimension
 
     if isinstance(dim, FloatDimension):
         return trial.suggest_float(name, dim.low, dim.high, log=dim.log)
@@ -308,7 +308,7 @@ def optuna_plain(kind: str) -> Callable[[str, int, int], list[float]]:
 def skopt_gp(problem: str, seed: int, n: int) -> list[float]:
     from skopt import gp_minimize
 
-    from hpo.search.space import skopt_dimension
+    from hpo.config.space import skopt_dimension
 
     space, f = PROBLEMS[problem].space, objective(problem, seed)
     dims = [skopt_dimension(name, dim) for name, dim in space.items()]

@@ -10,7 +10,7 @@ point in repeat r, a repeat being one random train/validation split and model se
 repeats are the noise a real evaluation has: a bench run evaluates a point by picking one repeat with a generator
 seeded by (run seed, evaluation index), so two runs of the same seed see the same values and two seeds do not.
 
-How a grid becomes a space of the project's dimension types (`hpo.search.space`), per hyperparameter:
+How a grid becomes a space of the project's dimension types (`hpo.config.space`), per hyperparameter:
 - `int`: consecutive integer values (n_neighbors 1..30, max_depth 1..4, an exponent k of C = 2**k):
   `IntDimension(low, high[, log])` over the values themselves;
 - `ordinal`: an ordered grid of numbers (learning_rate in {0.01, 0.03, 0.1, 0.3}): `IntDimension(0, k - 1)` over the
@@ -64,7 +64,7 @@ class Table:
 
     def space(self) -> dict[str, Any]:
         """The problem's search space in the project's dimension types."""
-        from hpo.search.space import CategoricalDimension, IntDimension
+        from hpo.config.space import CategoricalDimension, IntDimension
 
         space: dict[str, Any] = {}
         for g in self.grid:

@@ -38,7 +38,7 @@ from agree import check_agree  # bench/ is the script's folder, first on sys.pat
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from hpo.record.layout import CampaignPaths  # noqa: E402
+from hpo.layout import CampaignPaths  # noqa: E402
 from hpo.record.records import read_lineage, read_trials  # noqa: E402
 
 
@@ -133,9 +133,9 @@ def loop_b(campaign: Path, base: Path, out_root: Path) -> None:
     """The hand-written loop, in this process (run as `--loop-b`): the stage functions one after the other, from
     P's clone (the code P ran, whatever the working tree holds now)."""
     sys.path.insert(0, str(campaign.parent.parent))
+    from hpo.cache import pin_threads
     from hpo.config import load_params
-    from hpo.record.layout import TrialPaths
-    from hpo.trials.cache import pin_threads
+    from hpo.layout import TrialPaths
     from stages.score import score
     from stages.train_lora import train_lora
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_lineage
 
 ROOT = Path(__file__).resolve().parent.parent

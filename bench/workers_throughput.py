@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 from agree import check_agree  # bench/ is the script's folder, first on sys.path
 
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_lineage
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@
 prepare (validate, record, build data, base model and design through DVC) → the untuned reference (the base model
 scored before any tuning: its DVC stage, on a warm worker) beside the baseline → interrupted trials again → loop
 (propose → run the trial on a warm worker, `workers` at a time → finish) → report.
-The bookkeeping behind each step is `hpo.record.campaign.Campaign`'s; a trial's stages run in a worker process
+The bookkeeping behind each step is `hpo.campaign.Campaign`'s; a trial's stages run in a worker process
 of the engine (`hpo.trials.worker`). This file only orchestrates and prints.
 
 Trials are Prefect tasks on prefect-dask's `DaskTaskRunner`: by default a local Dask cluster of
@@ -51,8 +51,8 @@ dask.config.update_defaults({"distributed": {"nanny": {"pre-spawn-environ": {"MA
 
 from flows import stopping  # noqa: E402
 from flows.progress import LiveTrials, Progress  # noqa: E402
+from hpo.campaign import Campaign, Trial  # noqa: E402
 from hpo.config import Params, load_params  # noqa: E402
-from hpo.record.campaign import Campaign, Trial  # noqa: E402
 from hpo.record.dvc import StageError  # noqa: E402
 from hpo.trials.worker import run_campaign_stage  # noqa: E402
 from hpo.trials.worker import run_trial as run_on_worker  # noqa: E402

@@ -58,7 +58,7 @@ def status(name: Annotated[str, typer.Argument(help="campaign name under campaig
     """Show a campaign's trials."""
     from hpo.analysis.source import CampaignSource
     from hpo.analysis.table import trials_table
-    from hpo.record.layout import CampaignPaths
+    from hpo.layout import CampaignPaths
 
     paths = CampaignPaths(name)
     if not paths.params.is_file():
@@ -78,7 +78,7 @@ def trace(
 ) -> None:
     """Print a trial's lineage and check its artefacts against the hashes DVC recorded."""
     from hpo.analysis.trace import check, manifest
-    from hpo.record.layout import CampaignPaths
+    from hpo.layout import CampaignPaths
 
     paths = CampaignPaths(name)
     if not paths.params.is_file():
@@ -158,10 +158,10 @@ def export(
 ) -> None:
     """Merge a trial's adapter into its base model (a DVC stage, rebuilt by `dvc repro`) and say how to load it;
     with `--format hf`, also convert the merged checkpoint into a Hugging Face transformers folder."""
+    from hpo.campaign import merge_trial
     from hpo.checkpoint import copy_checkpoint, loading_instructions, resolve_checkpoint
     from hpo.export import ExportError, export_hf, hf_loading_instructions
-    from hpo.record.campaign import merge_trial
-    from hpo.record.layout import CampaignPaths
+    from hpo.layout import CampaignPaths
     from hpo.record.records import check_mergeable
 
     if fmt not in ("litgpt", "hf"):

@@ -15,9 +15,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hpo.campaign import Trial
 from hpo.config import Params
-from hpo.record.campaign import Trial
-from hpo.record.layout import BASELINE, UNTUNED, CampaignPaths
+from hpo.layout import BASELINE, UNTUNED, CampaignPaths
 from hpo.trials.kinds import kind_of
 
 # litgpt's per-iteration line ("Epoch 1 | iter 12 step 12 | loss train: 1.234, val: n/a | iter time: …") and

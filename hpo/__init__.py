@@ -1,11 +1,16 @@
 """The campaign library: everything the stages, the flow and the CLI share.
 
-- `hpo.config` — a campaign's declaration (params.yaml → typed, frozen objects); `hpo.validate` checks what it
-  points at (data, corpus, checkpoint, tasks) before anything is written.
-- `hpo.search` — the search: the space, the Latin-hypercube initial design, the proposers, warm-start priors.
-- `hpo.record` — the record: a campaign folder's layout, decision records and their locks, lineage, the Optuna
-  study, DVC, and the `Campaign` object that keeps a campaign's bookkeeping behind one interface.
+Its modules form layers, lowest first; a module imports only from its own layer or a lower one (docs/design.md#layers,
+checked by tests/test_layering.py):
+
+- foundation — `hpo.textfile`, `hpo.files` (record files, atomic writes, locks), `hpo.layout` (the folder layout
+  under `campaigns/`), `hpo.internals` (where library internals are touched), `hpo.tinytopic`, `hpo.placement`;
+- `hpo.config` — a campaign's declaration (params.yaml → typed, frozen objects), the space's dimensions;
+- `hpo.search` — the Optuna study, the Latin-hypercube design, the proposers, pruning decisions, objectives;
+- `hpo.record` — decision records, lineage, DVC, warm-start priors from earlier campaigns' records;
+- compute — `hpo.data`, `hpo.checkpoint`, `hpo.tasks`, `hpo.cache`, `hpo.evaluation`, `hpo.generation`,
+  `hpo.convert`, `hpo.export`, `hpo.validate` (what it points at is checked before anything is written), …;
+- `hpo.campaign` — the `Campaign` object that keeps a campaign's bookkeeping behind one interface;
+- `hpo.trials` — trial kinds, the live pruners, the warm worker;
 - `hpo.analysis` — reading records back: the trials table, compare, trace, the HTML report.
-- `hpo.data`, `hpo.checkpoint`, `hpo.litgpt_cli`, `hpo.tinytopic` — task records, base-model checkpoints, litgpt
-  run in-process, and the generator of the default TinyTopic task.
 """

@@ -54,7 +54,7 @@ def merged_state(adapter_dir: Path, base: dict[str, Any]) -> dict[str, Any]:
     `merge_lora_weights`, LoRA weights dropped and `linear.` removed from the names), so that a model evaluated
     from it gives the same bytes as one loaded from the merge stage's checkpoint, without writing that checkpoint.
 
-    `base` is a warm worker's cached base weights (`hpo.trials.cache.base_state`) and stays unchanged: the only
+    `base` is a warm worker's cached base weights (`hpo.cache.base_state`) and stays unchanged: the only
     tensors the merge adds into in place, the weights under a LoRA layer, are copied first; every other tensor of
     the result is the base's own (no second copy of the model).
 

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hpo.checkpoint import CheckpointError, check_checkpoint
+from hpo.record.lineage import hash_path
+from hpo.tasks import sha256
 
 SourceKind = Literal["litgpt", "hf", "gguf"]
 KEY = "model.checkpoint_dir"
@@ -241,8 +243,6 @@ def convert(source: Path, out_dir: Path, architecture: str | None = None) -> dic
         for name in ("lit_model.pth", "model_config.yaml", *HF_FILES):
             if (hf_dir / name).is_file():
                 shutil.copyfile(hf_dir / name, out_dir / name)
-    from hpo.record.lineage import hash_path
-    from hpo.tasks import sha256
 
     record = {
         "source": workspace_path(source),

@@ -15,7 +15,7 @@ the task, the instance (lm-eval's doc_id) and the response's index among the ins
 the request's generation_kwargs: `until`, `max_gen_toks`, `do_sample` (false: greedy), `temperature`, `top_p`,
 `top_k`, and the extra keys `repetition_penalty`, `presence_penalty`, `frequency_penalty`. It keeps the tokens
 each instance cost (`usage`), and takes a response this worker drew before for exactly the same weights,
-settings, prompt and seed from `hpo.trials.cache` instead of sampling it again (EcoOptiGen's reuse when n grows:
+settings, prompt and seed from `hpo.cache` instead of sampling it again (EcoOptiGen's reuse when n grows:
 the seed of response j does not depend on n). With `eval.chat_template`, lm-eval formats every prompt with the
 checkpoint's chat template (`apply_chat_template`, through the transformers tokenizer of the checkpoint's folder, as
 HFLM does). What this module needs of lm-eval beyond its public API is in `hpo.internals.lm_eval`.
@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from lm_eval.api.model import LM, TemplateLM
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
+from hpo import cache
+from hpo.cache import cached, file_hash, folder_hash
 from hpo.checkpoint import merged_state
 from hpo.config import EvalSection, derive_seed
 from hpo.internals.lm_eval import env_info_once, loading_tasks, request_tokens
@@ -38,8 +40,6 @@ from hpo.placement import Devices, placement
 from hpo.search.ecooptigen import Budget, check_on_growing_subsets, instance_cost
 from hpo.search.eval_pruning import Instance, InstanceWise
 from hpo.tasks import dataset_record, input_hashes, no_bytecode, task_inputs
-from hpo.trials import cache
-from hpo.trials.cache import cached, file_hash, folder_hash
 
 if TYPE_CHECKING:
     from litgpt.model import GPT

@@ -15,7 +15,7 @@ The decisions (`placement`), tested on the CPU with the devices described (`Devi
 - Batch sizes are the declared ones on every device (`train.micro_batch_size`, `eval.batch_size`,
   `generate.batch_size`): a score must not depend on a GPU's memory, so lm-eval's `auto` batch size is never used
   (it changes which requests are padded together, and so the order of the sums).
-- The base weights a warm worker caches stay in CPU memory (`hpo.trials.cache.base_state`); only the evaluated
+- The base weights a warm worker caches stay in CPU memory (`hpo.cache.base_state`); only the evaluated
   model is moved to the GPU, so the GPU holds one copy of the model.
 
 GPU-only: every branch with `devices.cuda > 0` is exercised here only through `Devices` values, never on a GPU

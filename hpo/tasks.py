@@ -30,15 +30,6 @@ from hpo.internals.lm_eval import fingerprint, index_kind, load_task_yaml, packa
 if TYPE_CHECKING:
     from lm_eval.tasks import TaskManager
 
-# The score stage's DVC dependency for a campaign without `eval.task_dir`: the templates its task YAMLs come from.
-DEFAULT_TASK_DIR = "data/tasks"
-
-
-def task_dir_dep(task_dir: str | Path | None) -> str:
-    """The folder a campaign's score stages depend on (the registry's `task_dir`): `eval.task_dir` as given,
-    relative to the workspace, or `data/tasks` when it is unset."""
-    return Path(task_dir).as_posix() if task_dir else DEFAULT_TASK_DIR
-
 
 @dataclass(frozen=True)
 class TaskFile:

@@ -18,9 +18,8 @@ from hpo.checkpoint import CheckpointError
 from hpo.config import UTILITIES, Params
 from hpo.convert import check_source
 from hpo.data import TEMPLATES, DataError, read_records
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths, task_dir_dep
 from hpo.record.records import trial_stage
-from hpo.tasks import task_dir_dep
 from hpo.textfile import TextFileError, read_text
 from hpo.utility import load_utility
 

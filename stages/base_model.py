@@ -22,14 +22,14 @@ from typing import Any
 
 import yaml
 
+from hpo.cache import pin_threads
 from hpo.checkpoint import POINTER, CheckpointError, check_checkpoint
-from hpo.config import ModelSection, TinyModel
+from hpo.config import ModelSection, TinyModel, load_params
 from hpo.convert import convert, source_kind, workspace_path
+from hpo.layout import stage_args
 from hpo.litgpt_cli import run_litgpt
-from hpo.record.layout import stage_args
 from hpo.record.lineage import hash_path
 from hpo.textfile import read_text
-from hpo.trials.cache import pin_threads
 
 
 def base_model(model: ModelSection, corpus: Path | None, out_dir: Path, seed: int) -> dict:
@@ -206,7 +206,7 @@ def validation_loss(checkpoint_dir: Path, lines: list[str]) -> float:
 
 def main() -> None:
     paths, _ = stage_args("Build the tiny base model or check a litgpt checkpoint.", trial=False)
-    params = paths.load()
+    params = load_params(paths.params)
     pin_threads(params.campaign.cpu_threads)  # declared: the same bytes whoever starts it; else torch's default
     summary = base_model(params.model, params.data.corpus, paths.base_model, params.model.tiny.seed)
     print(json.dumps(summary))

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hpo.config import derive_seed
-from hpo.record.layout import CampaignPaths, stage_args
+from hpo.config import derive_seed, load_params
+from hpo.layout import CampaignPaths, stage_args
 from hpo.search.design import latin_hypercube
 
 
 def design(paths: CampaignPaths) -> list[dict[str, Any]]:
     """Writes the campaign's design points to `design.json` and returns them."""
-    params = paths.load()
+    params = load_params(paths.params)
     points = latin_hypercube(params.space, params.campaign.n_init, derive_seed(params.campaign.seed, "design"))
     paths.design.write_text(json.dumps(points, indent=2) + "\n")
     return points

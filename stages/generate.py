@@ -25,15 +25,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, Params, derive_seed
+from hpo.cache import pin_threads
+from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, Params, derive_seed, load_params
 from hpo.evaluation import evaluate, make_lm
-from hpo.record.files import write_json
-from hpo.record.layout import CampaignPaths, stage_args
+from hpo.files import write_json
+from hpo.layout import CampaignPaths, stage_args, task_dir_dep
 from hpo.record.records import read_trial
 from hpo.search.ecooptigen import Budget, budget_record, rule2_reason
 from hpo.search.eval_pruning import InstanceWise, eval_reason, evaluation_record, instances_jsonl
-from hpo.tasks import task_dir_dep
-from hpo.trials.cache import pin_threads
 from hpo.trials.pruners import Pruners, eval_stop_for
 from hpo.utility import UTILITIES, utility
 
@@ -293,7 +292,7 @@ def run(
     """
     from hpo.checkpoint import resolve_checkpoint
 
-    params = params if params is not None else paths.load()
+    params = params if params is not None else load_params(paths.params)
     record = read_trial(paths, trial_id)
     pin_threads(record.get("threads"))
     settings = params.trial_generate(record["params"])

@@ -11,11 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
+from hpo.cache import pin_threads
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params
-from hpo.record.layout import CampaignPaths, stage_args
+from hpo.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
-from hpo.trials.cache import pin_threads
 from hpo.trials.pruners import Pruners
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from hpo.config import DataSection
+from hpo.config import DataSection, load_params
 from hpo.data import TEMPLATES, DataError, read_records
-from hpo.record.layout import stage_args
+from hpo.layout import stage_args
 
 
 def prepare_data(data: DataSection, out_dir: Path) -> dict[str, int]:
@@ -74,7 +74,7 @@ def write_tasks(task_name: str, eval_file: Path, tasks_dir: Path, *, multiple_ch
 
 def main() -> None:
     paths, _ = stage_args("Split the task data and build its lm-eval task folder.", trial=False)
-    counts = prepare_data(paths.load().data, paths.data)
+    counts = prepare_data(load_params(paths.params).data, paths.data)
     print(json.dumps(counts))
 
 

@@ -16,15 +16,15 @@ import pandas as pd
 
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import best_trial, trials_table
-from hpo.config import Params
-from hpo.record.files import plain
-from hpo.record.layout import BASELINE, UNTUNED, CampaignPaths, stage_args
+from hpo.config import Params, load_params
+from hpo.files import plain
+from hpo.layout import BASELINE, UNTUNED, CampaignPaths, stage_args
 from hpo.search.objectives import directions
 
 
 def report(paths: CampaignPaths) -> dict[str, Any]:
     """Writes `report/trials.csv`, `best.json` and `history.png`; returns the best-trial record."""
-    params = paths.load()
+    params = load_params(paths.params)
     table = trials_table(CampaignSource(paths.name, root=paths.root))
     paths.report.mkdir(parents=True, exist_ok=True)
     table.drop(columns=["wall_seconds"]).to_csv(paths.report / "trials.csv", index=False)

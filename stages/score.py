@@ -28,14 +28,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hpo.cache import pin_threads
 from hpo.checkpoint import resolve_checkpoint
-from hpo.config import EvalSection, Params
+from hpo.config import EvalSection, Params, load_params
 from hpo.evaluation import evaluate, make_lm
-from hpo.record.files import write_json
-from hpo.record.layout import CampaignPaths, stage_args
+from hpo.files import write_json
+from hpo.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.eval_pruning import InstanceWise, eval_reason, evaluation_record, instances_jsonl
-from hpo.trials.cache import pin_threads
 from hpo.trials.pruners import Pruners, eval_stop_for
 
 
@@ -190,7 +190,7 @@ def run(
         pruners: the live pruners a warm worker hands a study trial (`hpo.trials.pruners`); None (`dvc repro`,
             `python -m stages.score`): only a decision the trial's record holds stops its evaluation early.
     """
-    params = params if params is not None else paths.load()
+    params = params if params is not None else load_params(paths.params)
     record = read_trial(paths, trial_id)
     pin_threads(record.get("threads"))
     trial = paths.trial(trial_id)

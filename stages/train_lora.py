@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hpo.cache import base_state, pin_threads
 from hpo.checkpoint import resolve_checkpoint
-from hpo.config import Params, TrainSection
+from hpo.config import Params, TrainSection, load_params
 from hpo.internals.litgpt import lora_hooks
+from hpo.layout import CampaignPaths, TrialPaths, stage_args
 from hpo.litgpt_cli import run_litgpt
 from hpo.placement import Devices, placement
-from hpo.record.layout import CampaignPaths, TrialPaths, stage_args
 from hpo.record.records import read_trial
 from hpo.search.training_pruning import Stop
-from hpo.trials.cache import base_state, pin_threads
 from hpo.trials.pruners import Pruners, stop_for
 
 
@@ -210,7 +210,7 @@ def run(paths: CampaignPaths, trial_id: str, *, params: Params | None = None, pr
         pruners: the live pruners a warm worker hands a study trial (`hpo.trials.pruners`); None (`dvc repro`,
             `python -m stages.train_lora`): only a decision the trial's record holds stops it early.
     """
-    params = params if params is not None else paths.load()
+    params = params if params is not None else load_params(paths.params)
     trial = read_trial(paths, trial_id)
     pin_threads(trial.get("threads"))
     out = paths.trial(trial_id)

@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hpo.cache import pin_threads
 from hpo.checkpoint import resolve_checkpoint
-from hpo.config import Params, derive_seed
-from hpo.record.files import write_json
-from hpo.record.layout import UNTUNED, CampaignPaths, stage_args
+from hpo.config import Params, derive_seed, load_params
+from hpo.files import write_json
+from hpo.layout import UNTUNED, CampaignPaths, stage_args
 from hpo.search.eval_pruning import instances_jsonl
-from hpo.trials.cache import pin_threads
 from hpo.trials.pruners import eval_stop_for
 from stages.generate import generate
 from stages.score import score_instances
@@ -102,7 +102,7 @@ def untuned(paths: CampaignPaths, *, params: Params | None = None) -> dict[str, 
     Returns:
         The metrics written.
     """
-    params = params if params is not None else paths.load()
+    params = params if params is not None else load_params(paths.params)
     threads = params.trial_threads()
     pin_threads(threads)
     out = paths.untuned

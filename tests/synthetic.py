@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from hpo.record.files import write_yaml
+from hpo.files import write_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 

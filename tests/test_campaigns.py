@@ -32,9 +32,9 @@ from hpo.analysis.compare import compare
 from hpo.analysis.html_report import render
 from hpo.checkpoint import check_checkpoint
 from hpo.config import load_params
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_lineage, read_trials
-from hpo.record.study import open_study
+from hpo.search.study import open_study
 
 from .helpers import (
     ROOT,

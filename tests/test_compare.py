@@ -76,8 +76,8 @@ def _warm_params(workspace: Path, sources: list[str], allow: bool = False, lr_hi
 
 
 def test_warm_start_takes_priors_skips_out_of_space_and_checks_hashes(workspace: Path) -> None:
-    from hpo.record.layout import CampaignPaths
-    from hpo.search.warm_start import WarmStartError, collect_priors
+    from hpo.layout import CampaignPaths
+    from hpo.record.warm_start import WarmStartError, collect_priors
 
     write_campaign(workspace, "old", 30, seed=4, n_failed=5)
     paths = CampaignPaths("new", workspace)
@@ -109,8 +109,8 @@ def test_the_untuned_reference_beside_the_baseline(workspace: Path, capsys: pyte
     from hpo.analysis.source import CampaignSource
     from hpo.analysis.table import trials_table
     from hpo.config import load_params
-    from hpo.record.files import write_yaml
-    from hpo.record.layout import CampaignPaths
+    from hpo.files import write_yaml
+    from hpo.layout import CampaignPaths
     from stages.report import report
 
     write_campaign(workspace, "a", 6, seed=1, n_failed=1)

@@ -114,7 +114,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path, Path]:
 def _train(tiny: tuple[Any, Path, Path], out_dir: Path, stop: Any, monkeypatch: pytest.MonkeyPatch) -> tuple:
     """A 2-step training with validation after each step; returns (train.json, litgpt's logged rows, loss.csv)."""
     import stages.train_lora as stage
-    from hpo.record.layout import TrialPaths
+    from hpo.layout import TrialPaths
 
     params, base, data = tiny
     logged: list[dict[str, float | None]] = []
@@ -294,7 +294,7 @@ def test_optuna_internals_keep_their_signatures() -> None:
     """hpo/internals/optuna.py: `trial_by_number` (a worker's `AskPruner`) finds a running trial by number with
     `study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)` and builds
     `optuna.trial.Trial(study, trial_id)`; `live_trial` (a resumed campaign) builds `Trial(study,
-    frozen._trial_id)`; `heartbeat_interval` and `record_heartbeat` (hpo/record/study.py's `heartbeat`,
+    frozen._trial_id)`; `heartbeat_interval` and `record_heartbeat` (hpo/search/study.py's `heartbeat`,
     `fail_stale`) call `study._storage.get_heartbeat_interval()` and `record_heartbeat(trial._trial_id)` on storages
     that keep heartbeats."""
     import optuna

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from hpo.config.space import CategoricalDimension, FloatDimension, IntDimension
 from hpo.search.design import latin_hypercube
-from hpo.search.space import CategoricalDimension, FloatDimension, IntDimension
 
 SPACE = {
     "learning_rate": FloatDimension(type="float", low=1e-5, high=1e-1, log=True),

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from hpo.config import load_params
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_trial
-from hpo.record.study import open_study
 from hpo.search.eval_pruning import InstanceWise, instance_values, instances_jsonl, never, recorded_eval_stop
+from hpo.search.study import open_study
 from hpo.trials.pruners import AskEvalPruner, Pruners, Studies, eval_stop_for
 
 from .helpers import ROOT

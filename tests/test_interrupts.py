@@ -27,10 +27,10 @@ import pytest
 from distributed import Client
 
 from hpo.config import load_params
-from hpo.record.files import read_yaml
-from hpo.record.layout import CampaignPaths
+from hpo.files import read_yaml
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_lineage
-from hpo.record.study import open_study
+from hpo.search.study import open_study
 
 from .helpers import (
     Engines,

@@ -20,7 +20,7 @@ from hpo.analysis.html_report import render
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import trials_table
 from hpo.analysis.trace import manifest
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from stages.report import report
 
 from .helpers import ROOT, make_workspace

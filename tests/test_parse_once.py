@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
+from hpo.campaign import Campaign
 from hpo.config import Params, ParamsError, derive_seed, load_params, rules
-from hpo.record.campaign import Campaign
-from hpo.record.files import read_yaml, write_yaml
-from hpo.record.layout import CampaignPaths
-from hpo.record.study import open_study
+from hpo.files import read_yaml, write_yaml
+from hpo.layout import CampaignPaths
 from hpo.search.design import latin_hypercube
 from hpo.search.proposers import Proposer, ask, enqueue_design
+from hpo.search.study import open_study
 
 from .helpers import ROOT, Engines, declare, env, make_workspace
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from hpo.config import Params, derive_seed, load_params
-from hpo.record.layout import CampaignPaths
-from hpo.record.study import open_study
+from hpo.layout import CampaignPaths
 from hpo.search.design import latin_hypercube
 from hpo.search.proposers import Search, ask, enqueue_design
 from hpo.search.strategy import Strategy
+from hpo.search.study import open_study
 
 from .helpers import ROOT
 
@@ -85,8 +85,8 @@ def test_a_multi_objective_strategy_finds_the_pareto_front_the_report_computes(s
     import optuna
     import pandas as pd
 
+    from hpo.config.space import FloatDimension
     from hpo.search.objectives import pareto_front
-    from hpo.search.space import FloatDimension
 
     space = {"x": FloatDimension(type="float", low=0.0, high=1.0), "y": FloatDimension(type="float", low=0.0, high=1.0)}
     search = Search(space, sampler=sampler, n_init=4, seed=3, objectives=("score", "cost"))

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from hpo.config import load_params
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_trial
-from hpo.record.study import open_study
+from hpo.search.study import open_study
 from hpo.search.training_pruning import describe, intermediate_value
 from hpo.trials.pruners import AskPruner, Pruners, Studies, stop_for
 from hpo.trials.worker import WarmUp, worker_studies

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from dvc.utils.serialize import modify_yaml
 
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import lock_stable, read_trials, record_trial
 
 from .helpers import ROOT
@@ -105,7 +105,7 @@ def _source_campaign(root: Path, kind: str = "finetune") -> None:
     """A hand-built record of a campaign `src`: t000 complete (its report's best), t001 running, t002 failed, t003
     complete, t004 complete but its merged model not on disk (not merged yet, or a clean clone before `dvc repro`)."""
     from hpo.checkpoint import REQUIRED_FILES
-    from hpo.record.files import write_yaml
+    from hpo.files import write_yaml
 
     paths = CampaignPaths("src", root)
     write_yaml(paths.params, {"campaign": {"name": "src", "kind": kind}})
@@ -171,7 +171,7 @@ def test_a_model_trial_is_merged_on_demand(tmp_path: Path) -> None:
 
 def test_a_recorded_campaign_resumes_on_the_trial_best_named_then(tmp_path: Path) -> None:
     from hpo.config import Params
-    from hpo.record.files import write_yaml
+    from hpo.files import write_yaml
     from hpo.record.records import resolve_model_trial
 
     _source_campaign(tmp_path)
@@ -193,7 +193,7 @@ def test_a_generation_campaigns_trial_is_no_model(tmp_path: Path) -> None:
 
 
 def _campaign_with_templates(root: Path, kind: str = "finetune") -> CampaignPaths:
-    from hpo.record.files import write_yaml
+    from hpo.files import write_yaml
 
     paths = CampaignPaths("c", root)
     write_yaml(paths.params, {"campaign": {"name": "c", "kind": kind}})
@@ -246,7 +246,7 @@ def test_a_trial_recorded_before_per_trial_records_moves_to_its_own_files(tmp_pa
     """A campaign recorded before per-trial records (trials.yaml, lineage.yaml, the registry's trial sections) is
     read as it is; a trial of it recorded again (an interrupted one, run again) gets its own decision, stages and
     lineage, and leaves the registry's `foreach`, so DVC does not see its stages twice."""
-    from hpo.record.files import read_yaml, write_yaml
+    from hpo.files import read_yaml, write_yaml
     from hpo.record.records import read_lineage, read_registry, record_lineage
 
     paths = _campaign_with_templates(tmp_path)
@@ -276,9 +276,9 @@ def test_a_failing_untuned_reference_is_recorded_and_the_campaign_goes_on(
 
     from hpo.analysis.source import CampaignSource
     from hpo.analysis.table import trials_table
-    from hpo.record.campaign import Campaign
+    from hpo.campaign import Campaign
+    from hpo.files import read_yaml
     from hpo.record.dvc import StageError
-    from hpo.record.files import read_yaml
     from hpo.trials.worker import run_campaign_stage
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # (the worker puts the workspace first)

@@ -17,8 +17,8 @@ import optuna
 import pytest
 
 from hpo.config import load_params
-from hpo.record.layout import CampaignPaths
-from hpo.record.study import open_study
+from hpo.layout import CampaignPaths
+from hpo.search.study import open_study
 
 from .helpers import declare, dvc_out, make_workspace, stage_runs, start
 

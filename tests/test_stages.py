@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from hpo import cache
 from hpo.checkpoint import CheckpointError, check_checkpoint
 from hpo.config import load_params
 from hpo.data import DataError, read_records
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.search.training_pruning import recorded_stop
-from hpo.trials import cache
 from stages.merge_lora import merge_lora
 from stages.prepare_data import prepare_data
 from stages.score import score
@@ -208,7 +208,7 @@ def test_a_joint_trial_whose_training_diverged_is_recorded_failed(
     """Its generate stage has no model to sample from: it records the training's failure, as score does."""
     import yaml
 
-    from hpo.record.files import write_yaml
+    from hpo.files import write_yaml
     from stages import generate
 
     ws, _ = built
@@ -241,7 +241,7 @@ def test_the_untuned_reference_is_the_base_model_scored_as_a_trial_is(
     metrics of the base model alone, each instance's value in `instances.jsonl` (what pairs with a trial's); with
     `eval.pruner`, in the campaign's order and chunks, never stopped (the reference is not a candidate)."""
     from hpo.config import Params
-    from hpo.record.files import write_yaml
+    from hpo.files import write_yaml
     from stages.untuned import untuned
 
     ws, paths = built

@@ -9,9 +9,9 @@ from pathlib import Path
 import optuna
 
 from hpo.config import load_params
-from hpo.record.layout import CampaignPaths
-from hpo.record.study import WORKER, claim, open_study, orphaned, repair_journal
+from hpo.layout import CampaignPaths
 from hpo.search.proposers import ask
+from hpo.search.study import WORKER, claim, open_study, orphaned, repair_journal
 
 from .helpers import ROOT
 

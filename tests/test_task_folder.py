@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from hpo.config import load_params
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
 from hpo.record.records import read_registry, register_campaign
 from hpo.tasks import dataset_record, input_hashes, task_inputs
 

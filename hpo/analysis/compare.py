@@ -16,7 +16,7 @@ import pandas as pd
 
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import cost_column, searched, trials_table
-from hpo.record.layout import UNTUNED
+from hpo.layout import UNTUNED
 
 
 def summary(source: CampaignSource, table: pd.DataFrame, direction: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import pandas as pd
 from hpo.analysis.compare import compare, not_comparable
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import cost_column, searched, trials_table
-from hpo.record.layout import UNTUNED
+from hpo.layout import UNTUNED
 
 PLOTLY_CONFIG = {"displaylogo": False}
 MIN_IMPORTANCE_TRIALS = 3
@@ -77,7 +77,7 @@ def importances(table: pd.DataFrame, space: dict[str, Any], maximize: bool) -> d
     import optuna
     from pydantic import TypeAdapter
 
-    from hpo.search.space import Dimension, optuna_distribution
+    from hpo.config.space import Dimension, optuna_distribution
 
     done = table[(table["state"] == "complete") & table["score"].notna()]
     if len(done) < MIN_IMPORTANCE_TRIALS or done["score"].nunique() < 2:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpo.record.files import parse_yaml
-from hpo.record.layout import CAMPAIGNS_DIR
+from hpo.files import parse_yaml
+from hpo.layout import CAMPAIGNS_DIR
 
 
 @dataclass(frozen=True)

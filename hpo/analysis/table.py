@@ -27,8 +27,8 @@ from typing import Any
 import pandas as pd
 
 from hpo.analysis.source import CampaignSource
-from hpo.record.files import plain
-from hpo.record.layout import BASELINE, STOPPED, UNTUNED
+from hpo.files import plain
+from hpo.layout import BASELINE, STOPPED, UNTUNED
 
 COLUMNS = [
     "trial",

@@ -18,8 +18,9 @@ from typing import Any
 
 from hpo.analysis.source import CampaignSource
 from hpo.analysis.table import trial_state
-from hpo.record.files import read_json, read_yaml
-from hpo.record.layout import UNTUNED, CampaignPaths, TrialPaths
+from hpo.config import load_params
+from hpo.files import read_json, read_yaml
+from hpo.layout import UNTUNED, CampaignPaths, TrialPaths, task_dir_dep
 from hpo.record.records import (
     SCORE_SECTION,
     SCORE_STAGE,
@@ -30,10 +31,10 @@ from hpo.record.records import (
     stage_key,
     trial_stage,
 )
-from hpo.tasks import changed_inputs, score_input_deps, task_dir_dep
+from hpo.tasks import changed_inputs, score_input_deps
 
 # Each artefact of a trial: the stage that writes it — a campaign's stage (`<name>@{c}`, `merge_lora@{k}`) or one of
-# the trial's own stages (`train_lora`, `score`, `generate`) — and where (`hpo.record.layout`), relative to the
+# the trial's own stages (`train_lora`, `score`, `generate`) — and where (`hpo.layout`), relative to the
 # workspace as dvc.lock records it.
 Artefact = tuple[str, Callable[[CampaignPaths, TrialPaths], str]]
 ARTEFACTS: dict[str, Artefact] = {
@@ -101,7 +102,7 @@ def manifest(paths: CampaignPaths, trial: str) -> dict[str, Any]:
     Returns:
         The lineage manifest as a JSON-ready dict.
     """
-    params = paths.load()
+    params = load_params(paths.params)
     if trial == UNTUNED:
         return untuned_manifest(paths, params)
     record = read_trial(paths, trial)

@@ -33,6 +33,7 @@ from hpo.config.sections import (
     WarmStart,
     merged_model,
 )
+from hpo.config.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
 from hpo.config.vocabulary import (
     GEN_TUNABLE,
     KIND_TUNABLE,
@@ -47,7 +48,6 @@ from hpo.config.vocabulary import (
     derive_seed,
     trial_id,
 )
-from hpo.search.space import CategoricalDimension, Dimension, FloatDimension, IntDimension
 
 __all__ = [
     "GEN_TUNABLE",

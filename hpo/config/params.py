@@ -18,8 +18,8 @@ from hpo.config.sections import (
     TrainSection,
     _Section,
 )
+from hpo.config.space import Dimension
 from hpo.config.vocabulary import GEN_TUNABLE, LITGPT_LORA_DEFAULTS, TUNABLE, derive_seed
-from hpo.search.space import Dimension
 
 
 class Params(_Section):

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from hpo.config.sections import GenerateSection, TrainSection
+from hpo.config.space import CategoricalDimension, FloatDimension, IntDimension
 from hpo.config.vocabulary import GEN_TUNABLE, KIND_TUNABLE, TUNABLE
-from hpo.search.space import CategoricalDimension, FloatDimension, IntDimension
 
 if TYPE_CHECKING:
     from hpo.config.params import Params

@@ -9,8 +9,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hpo.config.vocabulary import LITGPT_LORA_DEFAULTS, TASK_DEFAULT, TRIAL_REFERENCE, UTILITIES, UTILITY_FUNCTION
-from hpo.record.layout import CampaignPaths
+from hpo.config.vocabulary import (
+    GENERATION,
+    LITGPT_LORA_DEFAULTS,
+    TASK_DEFAULT,
+    TRAINING,
+    TRIAL_REFERENCE,
+    UTILITIES,
+    UTILITY_FUNCTION,
+)
+from hpo.layout import CampaignPaths
 
 
 class _Section(BaseModel):
@@ -169,8 +177,6 @@ class CampaignSection(_Section):
         return len(self.objectives) > 1
 
     def _check_objectives(self) -> None:
-        from hpo.search.objectives import GENERATION, TRAINING
-
         if self.objectives[0] != "score" or len(set(self.objectives)) < len(self.objectives):
             raise ValueError(f"objectives: got {self.objectives}; expected score first, then costs, each once")
         for name in [*self.objectives, *self.constraints]:

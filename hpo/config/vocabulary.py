@@ -49,6 +49,9 @@ TASK_DEFAULT = "task"  # the stop set / template name that keeps the task's own 
 UTILITIES = ("success_rate", "pass_at_n", "mean_correct", "majority_vote")  # built in (hpo.utility)
 UTILITY_FUNCTION = r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py:[A-Za-z_][A-Za-z0-9_]*$"  # a user's: <file>.py:<function>
 PRUNERS = ("median", "percentile", "asha", "hyperband")
+# The costs a campaign may optimise or constrain, by the kind of trial that has them (hpo.search.objectives).
+TRAINING = ("train_tokens", "train_steps", "lora_params")  # costs of trials that train
+GENERATION = ("gen_tokens", "inference_cost")  # costs of trials that generate
 
 # A trial of an earlier campaign of the workspace: `<campaign>/<trial>`, or `<campaign>@best` (its report's best).
 TRIAL_REFERENCE = r"^[A-Za-z0-9_][A-Za-z0-9_.]*(@best|/[A-Za-z0-9_]+)$"

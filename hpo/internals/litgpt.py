@@ -7,7 +7,7 @@ What is swapped, what it replaces and why there is no hook:
 
 - `load_checkpoint(fabric, model, checkpoint_path, strict=False)` — `main` always reads `lit_model.pth` from disk
   for every run. Replaced (single-device strategies only) by a `load_state_dict` of the base weights a warm worker
-  keeps in memory (the stage hands in `hpo.trials.cache.base_state`), which is what litgpt's own loader does
+  keeps in memory (the stage hands in `hpo.cache.base_state`), which is what litgpt's own loader does
   after reading the file. `main` takes no weights and no loader argument.
 - `merge_lora(checkpoint_dir=…, pretrained_checkpoint_dir=…, precision=…)` — `main` always merges the adapter into
   `final/lit_model.pth` at the end; the merge_lora stage owns the merged model, so litgpt's merge becomes a no-op.
@@ -74,7 +74,7 @@ def warm_litgpt(base_state: BaseState) -> Iterator[None]:
 
     `litgpt.finetune.lora.main` loads `lit_model.pth` from disk for every run and merges the adapter into
     `final/lit_model.pth` at the end. In a warm worker the base weights are read once (`base_state`: the stage
-    hands in `hpo.trials.cache.base_state`) and copied into each trial's model, as litgpt's own single-device
+    hands in `hpo.cache.base_state`) and copied into each trial's model, as litgpt's own single-device
     `load_checkpoint` does (`load_state_dict`); the merge_lora stage owns the merged model, so litgpt's extra
     merge is skipped. Sharded strategies (FSDP,
     model parallel) keep litgpt's loader.

@@ -9,7 +9,7 @@ What is touched, and why no public API does it:
   public API gives other processes the frozen copy (`FrozenTrial`), which cannot report. So the worker finds the
   trial's storage id by its number and builds the `Trial` itself, as `Study.ask` does.
 - `FrozenTrial._trial_id` (`live_trial`): a resumed campaign adopts the running trials a stopped run left behind
-  (`hpo.record.study.orphaned` lists them as frozen trials) and goes on with them as live trials: there is no
+  (`hpo.search.study.orphaned` lists them as frozen trials) and goes on with them as live trials: there is no
   public way from a frozen trial to its live one.
 - the storage's heartbeat methods, `get_heartbeat_interval()` and `record_heartbeat(trial_id)`, through
   `Study._storage` (`heartbeat_interval`, `record_heartbeat`): Optuna records heartbeats only inside

@@ -1,13 +1,13 @@
 """The campaign's decision records: the files DVC reads to know which trials exist and what they are.
 
-Each trial is recorded in its own folder (`hpo.record.layout`): its decision (`trial.yaml`: hyperparameters and
+Each trial is recorded in its own folder (`hpo.layout`): its decision (`trial.yaml`: hyperparameters and
 seeds, written before it runs — decisions are data), its stages (`dvc.yaml`, rendered from the root dvc.yaml's
 trial templates, each depending on exactly its own decision) and its lineage. Recording a trial writes only its
 own files, so a trial's bookkeeping costs the same at trial 1,000 as at trial 10, and DVC records it in its own
 `dvc.lock`. The workspace registry `campaigns/registry.yaml` lists the campaigns and merges for dvc.yaml's
 `foreach` (and, for campaigns recorded before per-trial records, their trials, whose decisions and lineage are the
 campaign's `trials.yaml` and `lineage.yaml`: still read, and their stages still expanded). Every write is atomic
-and holds the workspace's records lock (`hpo.record.files`).
+and holds the workspace's records lock (`hpo.files`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from hpo.config import Params, ParamsError, load_params, merged_model
-from hpo.record.files import read_json, read_yaml, records_lock, write_yaml
-from hpo.record.layout import REGISTRY, UNTUNED, CampaignPaths
-from hpo.tasks import task_dir_dep
+from hpo.files import read_json, read_yaml, records_lock, write_yaml
+from hpo.layout import REGISTRY, UNTUNED, CampaignPaths, task_dir_dep
 
 # The registry sections whose entries dvc.yaml's `foreach` turns into stages: `adapters` → train_lora, `trials` →
 # score, `generations` → generate (on the entry's `model` with its `adapter`), `merges` → merge_lora (only the

@@ -16,6 +16,8 @@ from typing import Any, Literal, TypeVar
 
 import pandas as pd
 
+from hpo.config.vocabulary import GENERATION, TRAINING
+
 # objective or constraint name -> (the record it is read from, its key there); all but the score are minimised
 COSTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "train_tokens": ("train", ("tokens",)),
@@ -26,8 +28,6 @@ COSTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "wall_seconds": ("lineage", ("wall_seconds",)),
     "worker_rss_mb": ("lineage", ("worker_rss_mb",)),
 }
-TRAINING = ("train_tokens", "train_steps", "lora_params")  # costs of trials that train
-GENERATION = ("gen_tokens", "inference_cost")  # costs of trials that generate
 OBJECTIVES = ("score", *TRAINING, *GENERATION)  # reproducible: recomputed by a rebuild, so the front is too
 CONSTRAINTS = ("wall_seconds", "worker_rss_mb", "train_tokens", "gen_tokens", "inference_cost")
 

@@ -17,10 +17,9 @@ from typing import Any
 import optuna
 
 from hpo.config import Params, derive_seed
-from hpo.record.files import plain
-from hpo.record.study import own_trials
+from hpo.config.space import Dimension, optuna_distribution, skopt_dimension
+from hpo.files import plain
 from hpo.search.objectives import Direction, directions
-from hpo.search.space import Dimension, optuna_distribution, skopt_dimension
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,11 @@ class Search:
     def directions(self) -> list[Direction]:
         """The study's directions: the score's, then each cost's (minimised)."""
         return directions(self.objectives, self.direction)
+
+
+def own_trials(study: optuna.Study, states: tuple[optuna.trial.TrialState, ...] | None = None) -> list:
+    """The study's trials of this campaign, without prior observations added by a warm start."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if "warm_start_from" not in t.user_attrs]
 
 
 def make_sampler(params: Params | Search, number: int) -> optuna.samplers.BaseSampler:

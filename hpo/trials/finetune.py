@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from hpo import cache
 from hpo.config import Params
-from hpo.trials import cache
 
 STAGES = ("train_lora", "score")
 

@@ -11,7 +11,7 @@ from hpo.config import Params
 from hpo.trials import finetune, generation, joint
 
 if TYPE_CHECKING:
-    from hpo.record.layout import CampaignPaths
+    from hpo.layout import CampaignPaths
     from hpo.trials.pruners import Pruners
 
 

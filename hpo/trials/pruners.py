@@ -27,9 +27,8 @@ import optuna
 
 from hpo.config import Params
 from hpo.internals.optuna import trial_by_number
-from hpo.record.layout import BASELINE, UNTUNED, CampaignPaths
+from hpo.layout import BASELINE, UNTUNED, CampaignPaths
 from hpo.record.records import record_pruning
-from hpo.record.study import open_study
 from hpo.search.eval_pruning import (
     EvalStop,
     Instance,
@@ -42,6 +41,7 @@ from hpo.search.eval_pruning import (
     recorded_eval_stop,
     wilcoxon,
 )
+from hpo.search.study import open_study
 from hpo.search.training_pruning import Stop, describe, intermediate_value, recorded_stop
 
 

@@ -1,6 +1,6 @@
 """Runs one trial inside a long-lived worker process of the engine (a Dask worker), then records it with DVC.
 
-The worker keeps its imports (litgpt, lightning, lm-eval) and what trials share (`hpo.trials.cache`) between
+The worker keeps its imports (litgpt, lightning, lm-eval) and what trials share (`hpo.cache`) between
 trials; a trial is the kind's stage functions called one after the other — the very functions `python -m
 stages.<name>` runs, which the flow hands over by name (`stages.trial_stages()`: this package never imports
 `stages`) — with their output in the trial's log, then `dvc commit` of exactly that trial's stages, so dvc.lock
@@ -35,11 +35,13 @@ from typing import Any, TextIO
 import psutil
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from hpo import cache
+from hpo.config import load_params
+from hpo.files import file_lock
+from hpo.layout import CampaignPaths
 from hpo.record.dvc import StageError, commit, up_to_date
-from hpo.record.files import file_lock
-from hpo.record.layout import CampaignPaths
 from hpo.record.records import trial_stage
-from hpo.trials import cache, finetune
+from hpo.trials import finetune
 from hpo.trials.kinds import CampaignStageFunction, StageFunction, kind_of
 from hpo.trials.pruners import Pruners, Studies
 
@@ -129,7 +131,7 @@ def run_trial(
     start = time.perf_counter()
     seconds: dict[str, float] = {}
     spent: dict[str, Any] = {}
-    params = paths.load()  # parsed once for the trial: every stage gets it
+    params = load_params(paths.params)  # parsed once for the trial: every stage gets it
     pruners = Pruners(paths, params, worker_studies())  # the stages of a study trial ask the campaign's pruners
     kind = kind_of(params)
     kind.warm_up()  # done already where the worker plugin ran; otherwise the first trial pays the imports
@@ -212,7 +214,7 @@ def run_campaign_stage(root: str, campaign: str, stage: str, function: CampaignS
             metrics = json.loads((paths.dir / stage / "metrics.json").read_text())
             return {**metrics, "ran": False, "ran_on": worker}
         _unless_cancelled(f"before stage '{target}'")
-        params = paths.load()  # parsed once: the stage gets it
+        params = load_params(paths.params)  # parsed once: the stage gets it
         kind_of(params).warm_up()
         print(f"Running stage '{target}' in worker {worker}", flush=True)
         try:

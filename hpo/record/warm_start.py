@@ -15,9 +15,10 @@ from typing import Any
 import optuna
 
 from hpo.config import Params
-from hpo.record.files import read_json, read_yaml, write_yaml
-from hpo.record.layout import BASELINE, CampaignPaths
+from hpo.files import read_json, read_yaml, write_yaml
+from hpo.layout import BASELINE, CampaignPaths
 from hpo.record.records import read_lineage, read_trials
+from hpo.search.proposers import distributions
 
 WARM = "warm_start_from"
 
@@ -84,8 +85,6 @@ def warm_start(study: optuna.Study, paths: CampaignPaths, params: Params, lineag
     if any(is_warm(t) for t in study.get_trials(deepcopy=False)):
         return read_yaml(paths.warm_start, {}).get("counts", {"added": 0, "skipped": 0})
     priors, skipped = collect_priors(paths, params, lineage)
-    from hpo.search.proposers import distributions
-
     dists = distributions(params)
     for prior in priors:
         study.add_trial(

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from filelock import FileLock
 
-from hpo.record.layout import REGISTRY
+from hpo.layout import REGISTRY
 
 # libyaml's loader and dumper when PyYAML was built with it: records with thousands of trials load ~10x faster.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -16,7 +16,8 @@ import optuna
 
 from hpo.config import Params
 from hpo.internals.optuna import heartbeat_interval, record_heartbeat
-from hpo.record.layout import CampaignPaths
+from hpo.layout import CampaignPaths
+from hpo.search.proposers import Search, make_sampler, own_trials
 from hpo.search.training_pruning import make_pruner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -45,8 +46,6 @@ def open_study(paths: CampaignPaths, params: Params, repair: bool = True) -> opt
         if repair:
             repair_journal(paths.journal)
         storage = JournalStorage(JournalFileBackend(str(paths.journal)))
-    from hpo.search.proposers import Search, make_sampler  # the proposers read the study: imported here
-
     return optuna.create_study(
         study_name=params.campaign.name,
         storage=storage,
@@ -74,11 +73,6 @@ def repair_journal(path: Path) -> int:
         keep = data.rfind(b"\n") + 1
         f.truncate(keep)
     return len(data) - keep
-
-
-def own_trials(study: optuna.Study, states: tuple[optuna.trial.TrialState, ...] | None = None) -> list:
-    """The study's trials of this campaign, without prior observations added by a warm start."""
-    return [t for t in study.get_trials(deepcopy=False, states=states) if "warm_start_from" not in t.user_attrs]
 
 
 WORKER = "worker"

@@ -31,10 +31,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the schema asks this module where things are (a trial's merged model): imported when loading
-    from hpo.config import Params
 
 CAMPAIGNS_DIR = Path("campaigns")
 REGISTRY = CAMPAIGNS_DIR / "registry.yaml"
@@ -107,12 +103,6 @@ class CampaignPaths:
     def trial(self, trial: str) -> TrialPaths:
         return TrialPaths(self.dir / "trials" / trial)
 
-    def load(self) -> Params:
-        """The campaign's frozen params."""
-        from hpo.config import load_params
-
-        return load_params(self.params)
-
 
 @dataclass(frozen=True)
 class TrialPaths:
@@ -168,6 +158,16 @@ class TrialPaths:
     @property
     def responses(self) -> Path:
         return self.dir / "responses.jsonl"
+
+
+# The score stage's DVC dependency for a campaign without `eval.task_dir`: the templates its task YAMLs come from.
+DEFAULT_TASK_DIR = "data/tasks"
+
+
+def task_dir_dep(task_dir: str | Path | None) -> str:
+    """The folder a campaign's score stages depend on (the registry's `task_dir`): `eval.task_dir` as given,
+    relative to the workspace, or `data/tasks` when it is unset."""
+    return Path(task_dir).as_posix() if task_dir else DEFAULT_TASK_DIR
 
 
 def stage_args(description: str, *, trial: bool) -> tuple[CampaignPaths, str]:

@@ -27,10 +27,10 @@ import optuna
 
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import Params, trial_id
+from hpo.files import file_lock, read_json, records_lock
 from hpo.internals.optuna import live_trial
+from hpo.layout import BASELINE, STOPPED, CampaignPaths
 from hpo.record.dvc import repro
-from hpo.record.files import file_lock, read_json, records_lock
-from hpo.record.layout import BASELINE, STOPPED, CampaignPaths
 from hpo.record.lineage import DATA_FILES, MODEL_FILES, code_revision, hash_files, library_versions
 from hpo.record.records import (
     read_lineage,
@@ -42,10 +42,10 @@ from hpo.record.records import (
     start_campaign,
     trial_ids,
 )
-from hpo.record.study import claim, fail_stale, heartbeat, open_study, orphaned, own_trials
+from hpo.record.warm_start import warm_start
 from hpo.search import ecooptigen, objectives
-from hpo.search.proposers import Proposer, enqueue_design
-from hpo.search.warm_start import warm_start
+from hpo.search.proposers import Proposer, enqueue_design, own_trials
+from hpo.search.study import claim, fail_stale, heartbeat, open_study, orphaned
 
 # What a trial cost and where it ran, kept in lineage.yaml and the Optuna trial (never in a file a stage writes).
 COSTS = (
