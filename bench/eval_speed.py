@@ -1,4 +1,4 @@
-"""Benchmark: our lm-eval `LM` over a litgpt checkpoint (`hpo.evaluation.make_lm`) against lm-eval's own Hugging
+"""Benchmark: our lm-eval `LM` over a litgpt checkpoint (`hpo.evaluation.LitGPTLM`) against lm-eval's own Hugging
 Face backend (`lm_eval.models.huggingface.HFLM`) on the same model, the same requests, the same batch size.
 
     python bench/eval_speed.py                                   # SmolLM2-135M-Instruct, 200 + 40 instances
@@ -121,13 +121,13 @@ def main() -> None:
     from lm_eval.models.huggingface import HFLM
 
     from hpo import cache
-    from hpo.evaluation import make_lm
+    from hpo.evaluation import LitGPTLM
 
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     with tempfile.TemporaryDirectory() as tmp:
         ways = {
-            "ours": make_lm(
+            "ours": LitGPTLM(
                 args.lit, args.batch_size, generation_batch_size=args.batch_size, chat_template=args.chat_template
             ),
             "hf": HFLM(pretrained=str(args.hf), device="cpu", dtype="float32", batch_size=args.batch_size),

@@ -403,10 +403,6 @@ class LitGPTLM(TemplateLM):
                 used["responses"].append({"tokens": completion.tokens, "finish": completion.finish})
 
 
-# The name the stages and the benches construct it by.
-make_lm = LitGPTLM
-
-
 def _generation_eos(checkpoint_dir: Path) -> tuple[int, ...]:
     """The end-of-sequence tokens where transformers' `generate` stops for a checkpoint converted from a Hugging
     Face model: its generation_config.json's `eos_token_id` (else config.json's), which may name another token than

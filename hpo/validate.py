@@ -181,7 +181,8 @@ def _task_folder(folder: Path, requested: Sequence[str] = (), root: Path = Path(
     """
     from lm_eval.tasks import TaskManager
 
-    from hpo.tasks import display_path, index_kind, load_task_yaml, no_bytecode, task_inputs
+    from hpo.internals.lm_eval import index_kind, load_task_yaml
+    from hpo.tasks import display_path, no_bytecode, task_inputs
 
     Kind = index_kind()
 

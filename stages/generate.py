@@ -27,7 +27,7 @@ from typing import Any
 
 from hpo.cache import pin_threads
 from hpo.config import TASK_DEFAULT, EvalSection, GenerateSection, Params, derive_seed, load_params
-from hpo.evaluation import evaluate, make_lm
+from hpo.evaluation import LitGPTLM, evaluate
 from hpo.files import write_json
 from hpo.layout import CampaignPaths, stage_args, task_dir_dep
 from hpo.record.records import read_trial
@@ -97,7 +97,7 @@ def generate(
     """
     budget = budget_of(settings) if check_budget else None
     prices = prices_of(settings)
-    lm = make_lm(
+    lm = LitGPTLM(
         checkpoint_dir,
         evaluation.batch_size,
         seed,

@@ -31,7 +31,7 @@ from typing import Any
 from hpo.cache import pin_threads
 from hpo.checkpoint import resolve_checkpoint
 from hpo.config import EvalSection, Params, load_params
-from hpo.evaluation import evaluate, make_lm
+from hpo.evaluation import LitGPTLM, evaluate
 from hpo.files import write_json
 from hpo.layout import CampaignPaths, stage_args
 from hpo.record.records import read_trial
@@ -86,7 +86,7 @@ def score_instances(
         KeyError: a task reports no `eval.metric`.
         ValueError: with `eval.pruner`, a task whose metric is not a mean over instances.
     """
-    lm = make_lm(
+    lm = LitGPTLM(
         checkpoint_dir,
         evaluation.batch_size,
         seed,

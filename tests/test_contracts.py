@@ -1,5 +1,5 @@
 """Contracts with the internals of pinned libraries (docs/design.md#library-internals): where our code reaches past
-a library's public API (litgpt's LoRA loop, DVC's commit, Optuna's storage, lm-eval's task loader), a test here
+a library's public API (litgpt's LoRA loop, DVC's commit, Optuna's storage; lm-eval's in tests/test_contracts_lm_eval.py), a test here
 fails first when an upgrade moves what we rely on. Each test names the module of ours that depends on the checked
 internal: `hpo/internals/<library>.py`, the one module per library that touches its internals.
 
@@ -338,57 +338,3 @@ def test_optuna_trial_built_from_storage_reports_and_prunes(tmp_path: Path) -> N
 
 
 # lm-eval -----------------------------------------------------------------------------------------------------------
-
-
-def test_lm_eval_internals_keep_their_signatures() -> None:
-    """hpo/tasks.py (`load_task_yaml`, `index_kind`, used by hpo/validate.py too) reads task YAMLs with
-    `lm_eval.tasks._yaml_loader.load_yaml(path, resolve_func=…, recursive=…)` and the kinds of
-    `TaskManager.task_index` entries (`lm_eval.tasks._index`); hpo/evaluation.py swaps
-    `lm_eval.evaluator.add_env_info(storage)`, which only works while `simple_evaluate` looks it up there."""
-    import lm_eval.evaluator
-    from lm_eval.tasks._index import Entry, Kind
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    params = inspect.signature(load_yaml).parameters
-    assert list(params)[0] == "path"
-    assert all(params[k].kind == inspect.Parameter.KEYWORD_ONLY for k in ("resolve_func", "recursive"))
-    assert {"TASK", "PY_TASK", "GROUP", "TAG"} <= {k.name for k in Kind}
-    assert {"kind", "yaml_path", "cfg", "tags"} <= {f.name for f in dataclasses.fields(Entry)}
-    assert _params_of(lm_eval.evaluator.add_env_info) == ["storage"]
-    assert "add_env_info" in inspect.unwrap(lm_eval.evaluator.simple_evaluate).__code__.co_names
-
-
-def test_lm_eval_reads_a_task_folder_as_we_record_it(tmp_path: Path) -> None:
-    """hpo/tasks.py (`task_inputs` through `load_task_yaml` and `index_kind`): lm-eval's index of a task folder
-    has entries with a kind, a YAML path and a config; its YAML loader keeps `include:` unmerged when not
-    recursive and merges it otherwise; so the files a task reads are its YAML, the one it includes and its data."""
-    from lm_eval.tasks import TaskManager
-
-    from hpo.tasks import index_kind, load_task_yaml, task_inputs
-
-    folder = tmp_path / "tasks"
-    folder.mkdir()
-    (folder / "data.jsonl").write_text('{"q": "x", "a": "y"}\n')
-    base = {"dataset_path": "json", "output_type": "generate_until", "test_split": "test"}
-    base |= {"doc_to_text": "{{q}}", "doc_to_target": "{{a}}", "metric_list": [{"metric": "exact_match"}]}
-    (folder / "base.yaml").write_text(yaml.safe_dump(base))
-    task = {
-        "task": "contract_t",
-        "include": "base.yaml",
-        "dataset_kwargs": {"data_files": {"test": "tasks/data.jsonl"}},
-    }
-    (folder / "contract_t.yaml").write_text(yaml.safe_dump(task))
-
-    assert load_task_yaml(folder / "contract_t.yaml", resolve_func=False, recursive=False)["include"] == "base.yaml"
-    merged = load_task_yaml(folder / "contract_t.yaml", resolve_func=False)
-    assert merged["output_type"] == "generate_until" and merged["task"] == "contract_t"
-    manager = TaskManager(include_path=str(folder), include_defaults=False)
-    entry = manager.task_index["contract_t"]
-    assert entry.kind == index_kind().TASK and Path(entry.yaml_path) == folder / "contract_t.yaml"
-    assert entry.cfg["task"] == "contract_t"
-    inputs = task_inputs(manager, ["contract_t"], tmp_path)
-    assert {(f.kind, f.path.name) for f in inputs.files} == {
-        ("yaml", "contract_t.yaml"),
-        ("yaml", "base.yaml"),
-        ("data", "data.jsonl"),
-    }

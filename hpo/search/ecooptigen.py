@@ -162,7 +162,7 @@ def instance_cost(prompt_tokens: int, response_tokens: list[int], prices: tuple[
 @dataclass(frozen=True)
 class Budget:
     """EcoOptiGen's inference budget B.i for rule 2: the target cost per instance, in the LM's cost units (tokens,
-    or money with `make_lm`'s prices)."""
+    or money with `LitGPTLM`'s prices)."""
 
     target: float
 
