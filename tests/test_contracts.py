@@ -1,7 +1,8 @@
 """Contracts with the internals of pinned libraries (docs/design.md#library-internals): where our code reaches past
-a library's public API (litgpt's LoRA loop, DVC's commit, Optuna's storage; lm-eval's in tests/test_contracts_lm_eval.py), a test here
-fails first when an upgrade moves what we rely on. Each test names the module of ours that depends on the checked
-internal: `hpo/internals/<library>.py`, the one module per library that touches its internals.
+a library's public API (litgpt's LoRA loop, DVC's commit, Optuna's storage; lm-eval's reaches are checked in
+tests/test_contracts_lm_eval.py), a test here fails first when an upgrade moves what we rely on. Each test names the
+module of ours that depends on the checked internal: `hpo/internals/<library>.py`, the one module per library that
+touches its internals.
 
 Fast on purpose (no `slow` marker): signatures, source shapes and tiny throwaway repositories/studies, plus two
 2-step trainings of a randomly initialised tiny model (no pretraining: the contract is about litgpt's loop).
