@@ -1,7 +1,7 @@
 """The initial design: Latin-hypercube points over a search space.
 
 `scipy.stats.qmc.LatinHypercube` places n points in the unit cube so that each of the n equal strata of every
-dimension holds exactly one point; each dimension then maps its coordinate to a value (`hpo.search.space`): log
+dimension holds exactly one point; each dimension then maps its coordinate to a value (`hpo.config.space`): log
 dimensions are stratified in log space, integers are rounded, categoricals take the stratum's choice.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from scipy.stats import qmc
 
-from hpo.search.space import CategoricalDimension, FloatDimension, IntDimension
+from hpo.config.space import CategoricalDimension, FloatDimension, IntDimension
 
 
 def latin_hypercube(
