@@ -222,14 +222,14 @@ def test_a_joint_trial_whose_training_diverged_is_recorded_failed(
     reason = "diverged: non-finite loss at step 2"
     paths.trial("t000").train_metrics.write_text(json.dumps({"state": "failed", "reason": reason}))
     parsed: list[Path] = []
-    load = CampaignPaths.load
-    monkeypatch.setattr(CampaignPaths, "load", lambda self: parsed.append(self.params) or load(self))
+    load = generate.load_params
+    monkeypatch.setattr(generate, "load_params", lambda path: parsed.append(path) or load(path))
     result = generate.run(paths, "t000")  # as its CLI runs it: the stage parses the params file, once
     assert result == {"state": "failed", "reason": reason, "score": None}
     assert json.loads(paths.trial("t000").metrics.read_text()) == result
     assert paths.trial("t000").responses.read_text() == ""
     assert parsed == [paths.params]
-    params = load(paths)
+    params = load(paths.params)
     assert generate.run(paths, "t000", params=params, pruners=None) == result  # as a worker calls it: no parse
     assert parsed == [paths.params]
 
