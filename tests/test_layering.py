@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 IMPORTERS = {"import_module", "__import__"}  # importlib.import_module("…"), __import__("…")
 
 
+def from_module(node: ast.ImportFrom, package: tuple[str, ...]) -> str:
+    """The module a `from … import` names, absolute (a relative one resolved against the file's `package`)."""
+    base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+    return ".".join(p for p in (base, node.module or "") if p)
+
+
 def imported(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
     """Every module a file names in an import statement, or as a string given to `import_module`/`__import__`,
     with its line (relative imports resolved against the file's package below `root`)."""
@@ -30,8 +36,7 @@ def imported(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
-            module = ".".join(p for p in (base, node.module or "") if p)
+            module = from_module(node, package)
             found.append((node.lineno, module))
         elif isinstance(node, ast.Call):
             func = node.func
@@ -148,8 +153,7 @@ def runtime_imports(path: Path, root: Path = ROOT) -> Iterator[tuple[int, str]]:
         if isinstance(node, ast.Import):
             yield from ((node.lineno, a.name) for a in node.names if a.name.startswith("hpo"))
         elif isinstance(node, ast.ImportFrom):
-            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
-            module = ".".join(p for p in (base, node.module or "") if p)
+            module = from_module(node, package)
             if module.startswith("hpo"):
                 for alias in node.names:
                     yield node.lineno, f"{module}.{alias.name}" if exists(f"{module}.{alias.name}") else module
